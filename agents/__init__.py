@@ -1,0 +1,1 @@
+"""Hand-written and baseline agents for llm-repair-gym and Gymnasium classics."""
