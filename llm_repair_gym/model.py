@@ -128,8 +128,10 @@ def forward(params: Params, config: ModelConfig, tokens: torch.Tensor) -> torch.
     d, h = config.n_embd, config.n_head
     eps = config.layer_norm_epsilon
     wte = params["wte"]
-    model_index = torch.arange(n, device=tokens.device).view(n, 1, 1)
-    x = wte[model_index, tokens] + params["wpe"][:, None, :t, :]  # [N, B, T, D]
+    # Token lookup as a one-hot matmul: its backward is a bmm, deterministic on every device (an indexed
+    # gather's backward accumulates with atomics and is not).
+    one_hot = F.one_hot(tokens.reshape(n, b * t), config.vocab_size).to(wte.dtype)
+    x = torch.bmm(one_hot, wte).view(n, b, t, d) + params["wpe"][:, None, :t, :]
     x = x.reshape(n, b * t, d)
     for layer in range(config.n_layer):
         p = f"h.{layer}."

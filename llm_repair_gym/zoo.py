@@ -34,7 +34,7 @@ from llm_repair_gym.presets import Preset, get_preset
 from llm_repair_gym.tasks import FAMILIES, SPLITS, Batch, TaskSuite
 from llm_repair_gym.training import train_step, warmup_cosine
 
-ZOO_FORMAT = 1  # bump when training changes what a zoo of a given config contains
+ZOO_FORMAT = 2  # bump when training changes what a zoo of a given config contains
 WEIGHTS_FILE = "weights.safetensors"
 MANIFEST_FILE = "manifest.json"
 FACT_TABLES = "fact_tables"
@@ -152,8 +152,11 @@ def _load_verified(path: Path, preset: Preset, seed: int, device: torch.device |
             raise ValueError(f"parameter {name} missing or of the wrong shape")
     if FACT_TABLES not in tensors or tuple(tensors[FACT_TABLES].shape) != (n, preset.tasks.fact_keys):
         raise ValueError("fact tables missing or of the wrong shape")
-    fact_tables = tensors.pop(FACT_TABLES).to(device)
-    return Zoo(preset, seed, {k: v.to(device) for k, v in tensors.items()}, fact_tables, manifest, path)
+    fact_tables = tensors[FACT_TABLES].to(device)
+    # safetensors returns a hash-ordered dict: restore the canonical order, which fixes the order of
+    # every per-parameter random draw downstream (and so determinism).
+    params = {name: tensors[name].to(device) for name in param_shapes(preset.model)}
+    return Zoo(preset, seed, params, fact_tables, manifest, path)
 
 
 def _write(path: Path, preset: Preset, seed: int, params: Params, fact_tables: torch.Tensor,

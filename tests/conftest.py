@@ -1,11 +1,8 @@
 """Shared fixtures: a micro zoo preset that builds in seconds, and an isolated cache folder."""
 
 import pytest
-import torch
 
 from llm_repair_gym.presets import get_preset
-
-torch.set_num_threads(2)
 
 
 @pytest.fixture
@@ -14,9 +11,28 @@ def micro_preset():
     return get_preset("tiny").replace(name="micro", num_models=2, steps=3, warmup_steps=1, batch_per_family=4)
 
 
+@pytest.fixture(scope="session")
+def micro_env_kwargs(tmp_path_factory):
+    """LLMRepair kwargs for mechanics tests: a micro zoo and small pools and batches (not for accuracy)."""
+    from llm_repair_gym.dynamics import DynamicsConfig
+
+    preset = get_preset("tiny").replace(name="micro", num_models=2, steps=3, warmup_steps=1, batch_per_family=4)
+    dynamics = DynamicsConfig(pool_size=40, batch_size=12, train_steps=2, eval_size=16, spread_size=16)
+    return {"preset": preset, "zoo_cache_dir": str(tmp_path_factory.mktemp("zoo")), "progress": False,
+            "dynamics": dynamics}
+
+
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     """A private zoo cache, also exported as $LLM_REPAIR_GYM_CACHE."""
     path = tmp_path / "cache"
     monkeypatch.setenv("LLM_REPAIR_GYM_CACHE", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo():
+    """The real tiny zoo (built once, about 1.5 minutes on 2 cores, then cached)."""
+    from llm_repair_gym.zoo import load_zoo
+
+    return load_zoo("tiny", progress=False)
