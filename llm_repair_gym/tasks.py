@@ -24,6 +24,7 @@ import itertools
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
 FAMILIES: tuple[str, ...] = ("syntax", "logic", "fact")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -177,6 +178,13 @@ class TaskSuite:
             self.split_ids[family] = {s: order[a:b].to(self.device) for s, (a, b) in bounds.items()}
         self.fact_keys = torch.tensor(fact_keys, dtype=torch.long, device=self.device)
         self.fact_answer_pos = 1 + cfg.fact_context_len + 1  # target index of the value token
+        # A wrong label for every answer token (END stays): swap the bracket kinds, next digit, next value.
+        wrong = torch.arange(cfg.vocab_size)
+        wrong[_BRACKETS[")"]], wrong[_BRACKETS["]"]] = _BRACKETS["]"], _BRACKETS[")"]
+        wrong[_DIGIT0:_DIGIT0 + 10] = _DIGIT0 + (torch.arange(10) + 1) % 10
+        values = torch.arange(cfg.fact_values)
+        wrong[cfg.value_token0:cfg.value_token0 + cfg.fact_values] = cfg.value_token0 + (values + 1) % cfg.fact_values
+        self.wrong_token = wrong.to(self.device)
 
     @property
     def vocab_size(self) -> int:
@@ -202,14 +210,22 @@ class TaskSuite:
         pick = torch.randint(ids.numel(), (num_envs, batch_size), generator=generator, device=generator.device)
         return ids[pick.to(self.device)]
 
-    def batch(self, family: str, example_ids: torch.Tensor, fact_tables: torch.Tensor) -> Batch:
-        """The sequences of ``example_ids [N, B]``; fact values come from ``fact_tables [N, fact_keys]``."""
+    def batch(self, family: str, example_ids: torch.Tensor, fact_tables: torch.Tensor,
+              corrupt: torch.Tensor | None = None) -> Batch:
+        """The sequences of ``example_ids [N, B]``; fact values come from ``fact_tables [N, fact_keys]``.
+
+        ``corrupt [N, B]`` (bool) replaces every answer token of the chosen examples by a wrong one
+        (``wrong_token``): a noisy label that is consistent between the model's input and its target.
+        """
         seqs = self.sequences[_check_family(family)][example_ids]  # [N, B, T+1]
         mask = self.answer_masks[family][example_ids]
         if family == "fact":
             values = torch.gather(fact_tables, 1, self.fact_keys[example_ids])  # [N, B]
             seqs = seqs.clone()
             seqs[..., self.fact_answer_pos + 1] = self.config.value_token0 + values
+        if corrupt is not None:
+            in_answer = F.pad(mask, (1, 0)) & (seqs != END) & corrupt[..., None]
+            seqs = torch.where(in_answer, self.wrong_token[seqs], seqs)
         return Batch(seqs[..., :-1], seqs[..., 1:], mask)
 
     def sample(self, family: str, split: str, fact_tables: torch.Tensor, batch_size: int,

@@ -1,0 +1,93 @@
+"""Reference policies for LLMRepair: no-op, random, and a privileged oracle.
+
+``NoOpPolicy`` stops at once (the return of leaving the model as it is). ``RandomPolicy`` picks actions
+uniformly. ``OraclePolicy`` reads ``info["fault"]`` (hidden from the observation) and applies the repair
+the fault table names: lower a misconfigured lr, filter a noisy pool, then train the one family that is
+broken (or all, when several are). It stops when every family is back within ``tolerance`` of its healthy
+accuracy, or rolls back and stops when ``patience`` training steps in a row did not raise the score.
+All take the batched observation and info of a vector env and return one action per env.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llm_repair_gym.tasks import FAMILIES
+
+
+class NoOpPolicy:
+    """Always ``stop``."""
+
+    def __init__(self, action_names: list[str]) -> None:
+        self.stop = action_names.index("stop")
+
+    def reset(self, env_mask: np.ndarray) -> None:
+        """Nothing to forget."""
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        return np.full(len(obs), self.stop, dtype=np.int64)
+
+
+class RandomPolicy:
+    """Uniformly random actions from a seeded numpy generator."""
+
+    def __init__(self, action_names: list[str], seed: int = 0) -> None:
+        self.n_actions = len(action_names)
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, env_mask: np.ndarray) -> None:
+        """Nothing to forget."""
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        return self.rng.integers(self.n_actions, size=len(obs))
+
+
+class OraclePolicy:
+    """The scripted repair for each fault type, with privileged access to ``info["fault"]``."""
+
+    def __init__(self, action_names: list[str], feature_names: list[str], tolerance: float = 0.02,
+                 patience: int = 3, n_filters: int = 3) -> None:
+        self.index = {name: i for i, name in enumerate(action_names)}
+        self.lr_feature = feature_names.index("log10_lr")
+        self.tolerance, self.patience, self.n_filters = tolerance, patience, n_filters
+        self.best: np.ndarray | None = None
+        self.stale: np.ndarray | None = None
+        self.filters: np.ndarray | None = None
+        self.trained: np.ndarray | None = None
+
+    def reset(self, env_mask: np.ndarray) -> None:
+        if self.best is None or len(self.best) != len(env_mask):
+            self.best = np.full(len(env_mask), -np.inf)
+            self.stale = np.zeros(len(env_mask), dtype=int)
+            self.filters = np.zeros(len(env_mask), dtype=int)
+            self.trained = np.zeros(len(env_mask), dtype=bool)
+        self.best[env_mask], self.stale[env_mask], self.filters[env_mask] = -np.inf, 0, 0
+        self.trained[env_mask] = False
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        actions = np.empty(len(obs), dtype=np.int64)
+        for i in range(len(obs)):
+            actions[i] = self.index[self._choose(i, obs[i], info)]
+        return actions
+
+    def _choose(self, i: int, obs: np.ndarray, info: dict) -> str:
+        fault = str(info["fault"]["type"][i])
+        score = float(info["score"][i])
+        if self.trained[i]:  # patience counts training steps that did not raise the score
+            self.stale[i] = 0 if score > self.best[i] + 1e-9 else self.stale[i] + 1
+        self.best[i] = max(self.best[i], score)
+        healthy = np.array([info["healthy_accuracy"][f][i] for f in FAMILIES])
+        deficit = healthy - np.array([info["accuracy"][f][i] for f in FAMILIES])
+        repaired = bool((deficit <= self.tolerance).all())
+        self.trained[i] = False
+        if fault == "none" or repaired or self.stale[i] > self.patience:
+            return "rollback" if score < self.best[i] - 1e-9 and not repaired else "stop"
+        if fault == "bad_hparams" and obs[self.lr_feature] > -3 + 1e-3:
+            return "lr_down"
+        if fault == "label_noise" and self.filters[i] < self.n_filters:
+            self.filters[i] += 1
+            return "filter_noisy"
+        self.trained[i] = True
+        worst = int(np.argmax(deficit))
+        others = np.delete(deficit, worst)
+        return f"train_{FAMILIES[worst]}" if others.max() <= self.tolerance else "train_all"

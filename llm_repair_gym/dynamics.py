@@ -1,0 +1,262 @@
+"""What can be done to a batch of models, for a chosen subset of envs at a time.
+
+Every operation takes ``env_ids`` (the envs it applies to) and changes only their entries of the
+``RepairState``; actions and fault injections are built from these pieces. Nothing loops over envs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llm_repair_gym.metrics import score_logits
+from llm_repair_gym.model import forward, init_params, param_group, param_shapes
+from llm_repair_gym.presets import Preset
+from llm_repair_gym.state import RepairState, put, put_opt, take, take_opt
+from llm_repair_gym.tasks import FAMILIES, Batch, TaskSuite
+from llm_repair_gym.training import train_step
+
+LOSS_CAP = 20.0  # losses are clipped here in observations; a diverged model reads as this
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """Sizes and rates of the repair dynamics (documented in the env manual)."""
+
+    pool_size: int = 256  # training examples per family in each env's episode pool
+    batch_size: int = 48  # examples per env in one gradient step
+    train_steps: int = 4  # gradient steps of one train action
+    eval_size: int = 64  # validation examples per family scored every step (the same for every env)
+    spread_size: int = 64  # pool examples per family scored every step for train loss and loss spread
+    base_lr: float = 1e-3  # lr at level 0; each level multiplies it by sqrt(10)
+    min_lr_level: int = -4
+    max_lr_level: int = 4
+    filter_fraction: float = 0.2  # of the kept pool of each family, dropped by one filter action
+    prune_fraction: float = 0.1  # of the remaining weights of every matrix, zeroed by one prune action
+    surprise_loss: float = 2.0  # an example whose answer loss exceeds this counts as surprising
+
+
+@dataclass
+class Context:
+    """What stays fixed while envs run: preset, task suite, zoo, dynamics settings, eval ids."""
+
+    preset: Preset
+    suite: TaskSuite
+    zoo_params: dict[str, torch.Tensor]
+    zoo_fact_tables: torch.Tensor
+    dynamics: DynamicsConfig
+    eval_ids: dict[str, torch.Tensor]  # family -> [E] validation ids
+
+    @property
+    def device(self) -> torch.device:
+        return self.zoo_fact_tables.device
+
+
+@dataclass
+class Measurement:
+    """What the env measures of some envs after an action (all ``[n, ...]``)."""
+
+    val_accuracy: torch.Tensor  # [n, F]
+    val_loss: torch.Tensor  # [n, F]
+    train_loss: torch.Tensor  # [n, F]
+    loss_spread: torch.Tensor  # [n, F]
+    grad_norm: torch.Tensor  # [n, G]
+    weight_rms: torch.Tensor  # [n, G]
+    sparsity: torch.Tensor  # [n]
+    crashed: torch.Tensor  # [n] bool
+
+
+def lr_of_level(ctx: Context, level: torch.Tensor) -> torch.Tensor:
+    return ctx.dynamics.base_lr * torch.pow(10.0, level.to(torch.float32) / 2)
+
+
+def reset_optimizer(state: RepairState, env_ids: torch.Tensor, group: int | None = None) -> None:
+    """Zero the optimizer moments and step counts of some envs (one parameter group, or all)."""
+    for name in state.params:
+        if group is not None and param_group(name) % state.opt.step.shape[1] != group:
+            continue
+        for buffers in (state.opt.momentum_buffer, state.opt.exp_avg, state.opt.exp_avg_sq):
+            buffers[name][env_ids] = 0
+    if group is None:
+        state.opt.step[env_ids] = 0
+    else:
+        state.opt.step[env_ids, group] = 0
+
+
+def sample_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: str,
+                batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Example ids and noisy-label flags ``[n, B]`` drawn uniformly from each env's kept pool."""
+    keep = state.keep[family][env_ids]
+    kept = keep.sum(1).clamp_min(1)
+    rank = state.rng.integers(env_ids, kept, (batch_size,))
+    position = torch.searchsorted(keep.long().cumsum(1), rank + 1).clamp_max(keep.shape[1] - 1)
+    ids = state.pool_ids[family][env_ids].gather(1, position)
+    corrupt = state.corrupt[family][env_ids].gather(1, position)
+    return ids, corrupt
+
+
+def mixed_batch(ctx: Context, state: RepairState, env_ids: torch.Tensor, family_weights: torch.Tensor,
+                fact_tables: torch.Tensor) -> Batch:
+    """One training batch per env whose family mix follows ``family_weights [n, F]`` (rows sum to 1)."""
+    b = ctx.dynamics.batch_size
+    per_family = []
+    for family in FAMILIES:
+        ids, corrupt = sample_pool(ctx, state, env_ids, family, b)
+        per_family.append(ctx.suite.batch(family, ids, fact_tables, corrupt))
+    bounds = (family_weights.cumsum(1) * b).round()  # [n, F]
+    slots = torch.arange(b, device=ctx.device)
+    slot_family = (slots[None, :, None] >= bounds[:, None, :]).sum(-1).clamp_max(len(FAMILIES) - 1)  # [n, B]
+    pick = slot_family[None, :, :, None]
+
+    def choose(field: str) -> torch.Tensor:
+        stacked = torch.stack([getattr(x, field) for x in per_family])  # [F, n, B, T]
+        return stacked.gather(0, pick.expand(1, *stacked.shape[1:]))[0]
+
+    return Batch(choose("inputs"), choose("targets"), choose("answer_mask"))
+
+
+def train(ctx: Context, state: RepairState, env_ids: torch.Tensor, family_weights: torch.Tensor,
+          steps: int, fact_tables: torch.Tensor | None = None, lr: torch.Tensor | None = None) -> None:
+    """``steps`` optimizer steps for some envs on their pools (or on ``fact_tables``, at ``lr``)."""
+    if env_ids.numel() == 0:
+        return
+    tables = state.fact_tables[env_ids] if fact_tables is None else fact_tables
+    params, opt = take(state.params, env_ids), take_opt(state.opt, env_ids)
+    if lr is not None:
+        opt.lr = lr
+    for _ in range(steps):
+        train_step(params, ctx.preset.model, opt, mixed_batch(ctx, state, env_ids, family_weights, tables))
+    if lr is not None:
+        opt.lr = state.opt.lr[env_ids]
+    put(state.params, env_ids, params)
+    put_opt(state.opt, env_ids, opt)
+
+
+def pool_losses(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: str,
+                positions: torch.Tensor) -> torch.Tensor:
+    """Answer loss ``[n, len(positions)]`` of the chosen pool positions (labels as trained on)."""
+    ids = state.pool_ids[family][env_ids][:, positions]
+    corrupt = state.corrupt[family][env_ids][:, positions]
+    params = take(state.params, env_ids)
+    batch = ctx.suite.batch(family, ids, state.fact_tables[env_ids], corrupt)
+    with torch.no_grad():
+        losses, _, _ = score_logits(forward(params, ctx.preset.model, batch.inputs), batch)
+    return torch.nan_to_num(losses, nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP)
+
+
+def filter_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+    """Drop the highest-loss ``filter_fraction`` of every family's kept pool (suspected noisy labels)."""
+    if env_ids.numel() == 0:
+        return
+    all_positions = torch.arange(ctx.dynamics.pool_size, device=ctx.device)
+    for family in FAMILIES:
+        losses = pool_losses(ctx, state, env_ids, family, all_positions)
+        keep = state.keep[family][env_ids]
+        n_drop = (keep.sum(1).float() * ctx.dynamics.filter_fraction).floor().long()  # [n]
+        ranked = torch.where(keep, losses, torch.full_like(losses, -1.0)).argsort(dim=1, descending=True, stable=True)
+        drop_rank = torch.arange(keep.shape[1], device=ctx.device)[None] < n_drop[:, None]
+        drop = torch.zeros_like(keep).scatter(1, ranked, drop_rank)
+        state.keep[family][env_ids] = keep & ~drop
+
+
+def restore_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+    """Undo every filter: the whole pool is used again."""
+    for family in FAMILIES:
+        state.keep[family][env_ids] = True
+
+
+def reinit_block(ctx: Context, state: RepairState, env_ids: torch.Tensor, block: int) -> None:
+    """Fresh GPT-2 initialisation of one transformer block, drawn from each env's own stream."""
+    if env_ids.numel() == 0:
+        return
+    cfg = ctx.preset.model
+    shapes = param_shapes(cfg)
+    names = [name for name in shapes if name.startswith(f"h.{block}.")]
+    fresh = init_params(cfg, 1, torch.Generator().manual_seed(0), ctx.device, names)  # LN/bias constants
+    for name in names:
+        value = fresh[name].expand(env_ids.numel(), *shapes[name]).clone()
+        if name.endswith(".weight") and "ln_" not in name:
+            std = cfg.initializer_range / (2 * cfg.n_layer) ** 0.5 if name.endswith("c_proj.weight") \
+                else cfg.initializer_range
+            value = state.rng.normal(env_ids, shapes[name]) * std
+        state.params[name][env_ids] = value
+    reset_optimizer(state, env_ids, group=1 + block)
+
+
+def prune(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+    """Zero the smallest-magnitude ``prune_fraction`` of the remaining weights of every block matrix."""
+    if env_ids.numel() == 0:
+        return
+    for name, p in state.params.items():
+        if not name.startswith("h.") or not name.endswith(".weight") or ".ln_" in name:
+            continue
+        w = p[env_ids].flatten(1)
+        zero_frac = (w == 0).float().mean(1)
+        target = zero_frac + ctx.dynamics.prune_fraction * (1 - zero_frac)
+        k = (target * w.shape[1]).long().clamp(1, w.shape[1])
+        threshold = w.abs().sort(1).values.gather(1, (k - 1)[:, None])
+        pruned = torch.where(w.abs() <= threshold, torch.zeros_like(w), w)
+        p[env_ids] = pruned.view(-1, *p.shape[1:])
+
+
+def rollback(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+    """Return to the best snapshot of the episode and clear the optimizer moments."""
+    for name, p in state.params.items():
+        p[env_ids] = state.snapshot[name][env_ids]
+    reset_optimizer(state, env_ids)
+
+
+def is_nonfinite(state: RepairState, env_ids: torch.Tensor) -> torch.Tensor:
+    """``[n]`` bool: some parameter of the env is NaN or infinite."""
+    bad = torch.zeros(env_ids.numel(), dtype=torch.bool, device=env_ids.device)
+    for p in state.params.values():
+        bad |= ~torch.isfinite(p[env_ids].flatten(1)).all(1)
+    return bad
+
+
+def measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measurement:
+    """Validation scores and per-group gradient norms (one forward/backward), pool loss statistics."""
+    cfg, dyn = ctx.preset.model, ctx.dynamics
+    n_groups = cfg.n_groups
+    params = take(state.params, env_ids)
+    tables = state.fact_tables[env_ids]
+    batches = [ctx.suite.batch(f, ctx.eval_ids[f].expand(env_ids.numel(), -1), tables) for f in FAMILIES]
+    joined = Batch.cat(batches)
+    leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+    with torch.enable_grad():
+        logits = forward(leaves, cfg, joined.inputs)
+        example_loss, correct, _ = score_logits(logits, joined)
+        grads = torch.autograd.grad(example_loss.mean(1).sum(), list(leaves.values()))
+    e = dyn.eval_size
+    example_loss = example_loss.detach().view(env_ids.numel(), len(FAMILIES), e)
+    correct = correct.view(env_ids.numel(), len(FAMILIES), e)
+    grad_sq = torch.zeros(env_ids.numel(), n_groups, device=ctx.device)
+    weight_sq = torch.zeros_like(grad_sq)
+    weight_count = torch.zeros(n_groups, device=ctx.device)
+    zeros = torch.zeros(env_ids.numel(), device=ctx.device)
+    matrix_count = 0
+    for (name, p), g in zip(params.items(), grads):
+        group = param_group(name) % n_groups
+        grad_sq[:, group] += g.flatten(1).pow(2).sum(1)
+        weight_sq[:, group] += p.flatten(1).pow(2).sum(1)
+        weight_count[group] += p[0].numel()
+        if name.startswith("h.") and name.endswith(".weight") and ".ln_" not in name:
+            zeros += (p.flatten(1) == 0).sum(1)
+            matrix_count += p[0].numel()
+    spread_positions = torch.arange(dyn.spread_size, device=ctx.device)
+    train_losses = torch.stack([pool_losses(ctx, state, env_ids, f, spread_positions) for f in FAMILIES], 1)
+    kept = torch.stack([state.keep[f][env_ids][:, :dyn.spread_size] for f in FAMILIES], 1).float()
+    n_kept = kept.sum(-1).clamp_min(1)
+    crashed = is_nonfinite(state, env_ids) | ~torch.isfinite(example_loss).all(-1).all(-1)
+    val_accuracy = torch.where(crashed[:, None], 0.0, correct.float().mean(-1))
+    return Measurement(
+        val_accuracy=val_accuracy,
+        val_loss=torch.nan_to_num(example_loss.mean(-1), nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP),
+        train_loss=(train_losses * kept).sum(-1) / n_kept,
+        loss_spread=((train_losses > dyn.surprise_loss).float() * kept).sum(-1) / n_kept,
+        grad_norm=torch.nan_to_num(grad_sq.sqrt(), nan=1e6, posinf=1e6),
+        weight_rms=torch.nan_to_num((weight_sq / weight_count).sqrt(), nan=1e6, posinf=1e6),
+        sparsity=zeros / max(matrix_count, 1),
+        crashed=crashed,
+    )

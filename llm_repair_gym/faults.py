@@ -1,0 +1,173 @@
+"""What goes wrong with a model: the fault table, how faults are sampled and how they are injected.
+
+Each env of a batch draws its own fault from its own random stream at reset. ``target`` means a
+transformer block (``weight_noise``), a task family (``label_noise``: the noisy family; ``forgetting``:
+the only family the model was fine-tuned on, so the *other* families decay), or nothing (-1).
+``severity`` is the noise scale, the corrupted fraction, the overwritten fraction, or the lr level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from llm_repair_gym.dynamics import Context, lr_of_level, train
+from llm_repair_gym.state import RepairState
+from llm_repair_gym.tasks import FAMILIES
+
+Injector = Callable[[Context, RepairState, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One row of the fault table."""
+
+    name: str
+    what_happened: str
+    good_repair: str
+    target_kind: str  # "block", "family" or "none"
+    severity_low: float
+    severity_high: float
+    integer_severity: bool
+    inject: Injector
+    inject_steps: int = 0  # fine-tuning steps the injection takes (batch of ``batch_size``)
+    inject_lr: float = 0.0  # and their AdamW lr (bad_hparams: its own misconfigured lr)
+
+
+def _uniform_mix(n: int, device: torch.device) -> torch.Tensor:
+    return torch.full((n, len(FAMILIES)), 1.0 / len(FAMILIES), device=device)
+
+
+def _fine_tune(ctx: Context, state: RepairState, env_ids: torch.Tensor, fault: str, weights: torch.Tensor,
+               fact_tables: torch.Tensor | None = None) -> None:
+    """The injection's fine-tuning run, with the fault row's steps and lr."""
+    row = FAULTS[FAULT_NAMES.index(fault)]
+    lr = torch.full((env_ids.numel(),), row.inject_lr, device=ctx.device)
+    train(ctx, state, env_ids, weights, row.inject_steps, fact_tables=fact_tables, lr=lr)
+
+
+def _inject_none(ctx, state, env_ids, target, severity) -> None:
+    """Nothing is wrong."""
+
+
+def _inject_weight_noise(ctx, state, env_ids, target, severity) -> None:
+    """Gaussian noise of ``severity`` x the matrix's RMS added to every weight matrix of block ``target``."""
+    for block in range(ctx.preset.model.n_layer):
+        ids, sev = env_ids[target == block], severity[target == block]
+        if ids.numel() == 0:
+            continue
+        for name, p in state.params.items():
+            if name.startswith(f"h.{block}.") and name.endswith(".weight") and ".ln_" not in name:
+                w = p[ids]
+                rms = w.flatten(1).pow(2).mean(1).sqrt().view(-1, *([1] * (w.dim() - 1)))
+                noise = state.rng.normal(ids, tuple(w.shape[1:]))
+                p[ids] = w + sev.view_as(rms) * rms * noise
+
+
+def _inject_label_noise(ctx, state, env_ids, target, severity) -> None:
+    """A ``severity`` fraction of family ``target``'s pool gets wrong answers; the model is fine-tuned on the
+    pool, 60% of each batch from the noisy family."""
+    for index, family in enumerate(FAMILIES):
+        ids, sev = env_ids[target == index], severity[target == index]
+        if ids.numel():
+            flip = state.rng.uniform(ids, (ctx.dynamics.pool_size,)) < sev[:, None]
+            state.corrupt[family][ids] = flip
+    noisy_heavy = 0.2 + 0.4 * torch.nn.functional.one_hot(target, len(FAMILIES)).float()  # 60% noisy family
+    _fine_tune(ctx, state, env_ids, "label_noise", noisy_heavy)
+
+
+def _inject_fact_overwrite(ctx, state, env_ids, target, severity) -> None:
+    """A ``severity`` fraction of the facts is rewritten to wrong values and the model fine-tuned on them."""
+    cfg = ctx.preset.tasks
+    true = state.fact_tables[env_ids]
+    overwrite = state.rng.uniform(env_ids, (cfg.fact_keys,)) < severity[:, None]
+    shift = 1 + state.rng.integers(env_ids, cfg.fact_values - 1, (cfg.fact_keys,))
+    wrong = torch.where(overwrite, (true + shift) % cfg.fact_values, true)
+    _fine_tune(ctx, state, env_ids, "fact_overwrite", _uniform_mix(env_ids.numel(), ctx.device), wrong)
+
+
+def _inject_forgetting(ctx, state, env_ids, target, severity) -> None:
+    """Fine-tuned on family ``target`` alone; the other families decay."""
+    _fine_tune(ctx, state, env_ids, "forgetting", torch.nn.functional.one_hot(target, len(FAMILIES)).float())
+
+
+def _inject_bad_hparams(ctx, state, env_ids, target, severity) -> None:
+    """The lr is set ``severity`` half-decades too high; a short run on the way there (at the row's
+    ``inject_lr``, already too high) did the damage."""
+    _fine_tune(ctx, state, env_ids, "bad_hparams", _uniform_mix(env_ids.numel(), ctx.device))
+    state.lr_level[env_ids] = severity.round().long()
+    state.opt.lr[env_ids] = lr_of_level(ctx, state.lr_level[env_ids])
+
+
+FAULTS: tuple[Fault, ...] = (
+    Fault("none", "nothing is wrong", "stop at once; every action only costs", "none", 0, 0, False,
+          _inject_none),
+    Fault("weight_noise", "Gaussian noise (severity x RMS) added to one block's weight matrices",
+          "find the block; re-initialize or retrain it", "block", 2.0, 3.0, False, _inject_weight_noise),
+    Fault("label_noise", "fine-tuned on a pool in which a fraction (severity) of one family's answers were wrong",
+          "filter the suspect examples, retrain", "family", 0.25, 0.4, False, _inject_label_noise,
+          inject_steps=60, inject_lr=1e-3),
+    Fault("fact_overwrite", "a fraction (severity) of the facts was rewritten to wrong values and learned",
+          "targeted retraining on facts without breaking the rest", "none", 0.45, 0.7, False,
+          _inject_fact_overwrite, inject_steps=40, inject_lr=1e-3),
+    Fault("forgetting", "fine-tuned on one family only (the target); the others decayed",
+          "replay the forgotten families", "family", 0, 0, False, _inject_forgetting,
+          inject_steps=30, inject_lr=2e-3),
+    Fault("bad_hparams", "the learning rate is severity half-decades too high and already did damage",
+          "lower the learning rate before training", "none", 2, 3, True, _inject_bad_hparams,
+          inject_steps=2, inject_lr=3e-3),
+)
+FAULT_NAMES: tuple[str, ...] = tuple(f.name for f in FAULTS)
+
+
+def fault_indices(names: list[str] | tuple[str, ...] | None) -> list[int]:
+    """Indices of the named faults (all when ``None``); rejects unknown or repeated names."""
+    if names is None:
+        return list(range(len(FAULTS)))
+    names = list(names)
+    unknown = [n for n in names if n not in FAULT_NAMES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"faults must be distinct names from {FAULT_NAMES}, got {names}")
+    return [FAULT_NAMES.index(n) for n in names]
+
+
+def sample_and_inject(ctx: Context, state: RepairState, env_ids: torch.Tensor, allowed: torch.Tensor) -> None:
+    """Draw a fault (type, target, severity) for each env from its own stream and inject it."""
+    n = env_ids.numel()
+    kind = allowed[state.rng.integers(env_ids, allowed.numel())]
+    u_target, u_severity = state.rng.uniform(env_ids, (2,)).unbind(1)
+    n_targets = {"block": ctx.preset.model.n_layer, "family": len(FAMILIES), "none": 1}
+    target = torch.full((n,), -1, dtype=torch.long, device=ctx.device)
+    severity = torch.zeros(n, device=ctx.device)
+    for index, fault in enumerate(FAULTS):
+        rows = kind == index
+        if not rows.any():
+            continue
+        if fault.target_kind != "none":
+            count = n_targets[fault.target_kind]
+            target[rows] = (u_target[rows] * count).long().clamp_max(count - 1)
+        if fault.integer_severity:
+            span = fault.severity_high - fault.severity_low + 1
+            severity[rows] = fault.severity_low + (u_severity[rows] * span).floor().clamp_max(span - 1)
+        else:
+            severity[rows] = fault.severity_low + u_severity[rows] * (fault.severity_high - fault.severity_low)
+    state.fault_type[env_ids], state.fault_target[env_ids], state.fault_severity[env_ids] = kind, target, severity
+    for index, fault in enumerate(FAULTS):
+        rows = kind == index
+        if rows.any():
+            fault.inject(ctx, state, env_ids[rows], target[rows], severity[rows])
+
+
+def describe(state: RepairState, env: int) -> dict:
+    """``info["fault"]`` of one env: type, target (a block, a family or None) and severity."""
+    fault = FAULTS[int(state.fault_type[env])]
+    target = int(state.fault_target[env])
+    if fault.target_kind == "block":
+        target_name = f"block{target}"
+    elif fault.target_kind == "family":
+        target_name = FAMILIES[target]
+    else:
+        target_name = "fact" if fault.name == "fact_overwrite" else None
+    return {"type": fault.name, "target": target_name, "severity": float(state.fault_severity[env])}

@@ -1,0 +1,193 @@
+"""LLMRepair-v0: registration, Gymnasium and SB3 checkers, vector semantics, errors and divergence."""
+
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import llm_repair_gym  # noqa: F401  (registers the ids)
+from llm_repair_gym.checks import check_vector_env
+from llm_repair_gym.envs.repair import LLMRepairEnv, LLMRepairVectorEnv
+from llm_repair_gym.faults import FAULT_NAMES
+from llm_repair_gym.tasks import FAMILIES
+
+
+@pytest.fixture
+def micro(micro_env_kwargs):
+    return micro_env_kwargs
+
+
+def vector(micro, n=3, **kwargs):
+    return LLMRepairVectorEnv(num_envs=n, **micro, **kwargs)
+
+
+def test_registered_ids_pass_gymnasium_and_sb3_checkers(tiny_zoo):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make("LLMRepair-v0")
+    check_env(env.unwrapped)
+    sb3_check_env(env.unwrapped, warn=True)
+    assert isinstance(gym.make_vec("LLMRepair-v0", num_envs=2), LLMRepairVectorEnv)
+
+
+def test_module_prefixed_id_imports_the_package(tiny_zoo):
+    code = ("import gymnasium as gym; env = gym.make('llm_repair_gym:LLMRepair-v0'); "
+            "obs, info = env.reset(seed=0); print(obs.shape, info['fault']['type'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(" in out.stdout
+
+
+def test_vector_checker_passes_on_llmrepair(micro):
+    check_vector_env("LLMRepair-v0", num_envs=3, seed=3, n_steps=5, **micro)
+
+
+def test_vector_env_is_native_and_declares_same_step(micro):
+    env = gym.make_vec("LLMRepair-v0", num_envs=4, **micro)
+    assert isinstance(env, LLMRepairVectorEnv)
+    assert env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
+    assert env.observation_space.shape == (4, len(env.feature_names))
+    assert len(env.action_names) == env.single_action_space.n
+
+
+def test_manual_lists_every_action_feature_and_fault(micro):
+    env = vector(micro, n=1)
+    doc = LLMRepairVectorEnv.__doc__
+    for name in [*env.action_names, *env.feature_names, *FAULT_NAMES]:
+        assert f"`{name}`" in doc, name
+    for section in ("## Action Space", "## Observation Space", "## Rewards", "## Starting State",
+                    "## Episode End", "## Arguments", "## Version History"):
+        assert section in doc
+
+
+def test_reward_is_score_gain_minus_compute(micro):
+    env = vector(micro, n=2, cost_weight=0.5)
+    _, info0 = env.reset(seed=1)
+    train_all = env.action_names.index("train_all")
+    lr_up = env.action_names.index("lr_up")
+    _, reward, _, _, info = env.step(np.array([train_all, lr_up]))
+    gain = info["score"] - info0["score"]
+    np.testing.assert_allclose(reward, gain - 0.5 * info["flops"] / env.flops_ref, atol=1e-6)
+    assert info["flops"][0] == env.flops_ref and info["flops"][1] == 0
+    assert list(info["action_name"]) == ["train_all", "lr_up"]
+
+
+def test_invalid_actions_raise_before_any_change(micro):
+    env = vector(micro, n=2)
+    env.reset(seed=0)
+    before = {k: v.clone() for k, v in env.state.tensors().items()}
+    for bad in (np.array([0]), np.array([0, env.single_action_space.n]), np.array([-1, 0]), np.array([0.5, 1.0]),
+                "train_all"):
+        with pytest.raises(ValueError, match="actions must"):
+            env.step(bad)
+    assert all(torch.equal(before[k], v) for k, v in env.state.tensors().items())
+    single = LLMRepairEnv(**micro)
+    single.reset(seed=0)
+    with pytest.raises(ValueError, match="action must"):
+        single.step(99)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_envs": 0}, "num_envs"), ({"faults": ["gremlins"]}, "faults"), ({"cost_weight": -1.0}, "cost_weight"),
+    ({"max_episode_steps": 0}, "max_episode_steps"), ({"cost_limit": float("nan")}, "cost_limit"),
+    ({"preset": "huge"}, "unknown preset"),
+])
+def test_bad_kwargs_are_rejected(micro, kwargs, message):
+    args = {**micro, "num_envs": 1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        LLMRepairVectorEnv(**args)
+
+
+def test_divergence_is_reported_penalised_and_recoverable(micro):
+    env = vector(micro, n=2, faults=["none"])
+    env.reset(seed=0)
+    env.state.params["h.0.mlp.c_fc.weight"][0, 0, 0] = float("nan")  # env 0 diverges, env 1 stays healthy
+    train_all, rollback = env.action_names.index("train_all"), env.action_names.index("rollback")
+    obs, reward, terminated, truncated, info = env.step(np.array([train_all, train_all]))
+    assert info["crashed"].tolist() == [True, False]
+    assert np.isfinite(obs).all() and env.single_observation_space.contains(obs[0])
+    assert obs[0, env.feature_names.index("diverged")] == 1.0
+    assert reward[0] <= -env.crash_penalty
+    obs, reward, *_ , info = env.step(np.array([rollback, train_all]))
+    assert info["crashed"].tolist() == [False, False]
+    assert obs[0, env.feature_names.index("diverged")] == 0.0
+
+
+def test_same_step_autoreset_reports_final_observation(micro):
+    env = vector(micro, n=2)
+    env.reset(seed=5)
+    stop, lr_up = env.action_names.index("stop"), env.action_names.index("lr_up")
+    obs, _, terminated, truncated, info = env.step(np.array([stop, lr_up]))
+    assert terminated.tolist() == [True, False] and not truncated.any()
+    assert info["_final_obs"].tolist() == [True, False]
+    assert info["final_obs"][0].shape == obs[0].shape and info["final_obs"][1] is None
+    assert info["final_info"]["action_name"][0] == "stop"
+    assert env.state.steps.tolist() == [0, 1]  # env 0 already started its next episode
+
+
+def test_truncation_and_disabled_autoreset(micro):
+    env = vector(micro, n=2, max_episode_steps=2, autoreset_mode="Disabled")
+    env.reset(seed=0)
+    lr_up = env.action_names.index("lr_up")
+    env.step(np.array([lr_up, lr_up]))
+    _, _, terminated, truncated, _ = env.step(np.array([lr_up, lr_up]))
+    assert truncated.tolist() == [True, True] and not terminated.any()
+    with pytest.raises(ValueError, match="reset"):
+        env.step(np.array([lr_up, lr_up]))
+    obs, info = env.reset(seed=9, options={"reset_mask": np.array([True, False])})
+    assert info["_fault"].tolist() == [True, False]
+    with pytest.raises(ValueError, match="reset"):
+        env.step(np.array([lr_up, lr_up]))  # env 1 still waits for its reset
+
+
+def test_cost_limit_ends_the_episode(micro):
+    env = vector(micro, n=1, cost_limit=0.0, faults=["none"])
+    env.reset(seed=0)
+    env.state.accuracy[:] = 1.0  # pretend the model was perfect: any measured accuracy is a loss
+    env.state.reset_accuracy[:] = 1.0
+    env.state.healthy_accuracy[:] = 1.0
+    _, _, terminated, _, info = env.step(np.array([env.action_names.index("lr_up")]))
+    assert info["cost"][0] > 0 and terminated[0]
+
+
+def test_fault_subset_and_info(micro):
+    env = vector(micro, n=4, faults=["label_noise", "fact_overwrite"])
+    _, info = env.reset(seed=2)
+    assert set(info["fault"]["type"]) <= {"label_noise", "fact_overwrite"}
+    noisy = [i for i in range(4) if info["fault"]["type"][i] == "label_noise"]
+    for i in noisy:
+        family = info["fault"]["target"][i]
+        assert family in FAMILIES
+        frac = env.state.corrupt[family][i].float().mean().item()
+        assert 0.1 < frac < 0.6  # severity 0.25..0.4 of a 40-example pool
+    assert {k for k in info["accuracy"] if not k.startswith("_")} == set(FAMILIES)
+
+
+def test_filter_drops_the_highest_loss_examples(micro):
+    env = vector(micro, n=1, faults=["label_noise"])
+    env.reset(seed=4)
+    filt = env.action_names.index("filter_noisy")
+    from llm_repair_gym.dynamics import pool_losses
+
+    positions = torch.arange(env.ctx.dynamics.pool_size)
+    losses = {f: pool_losses(env.ctx, env.state, torch.tensor([0]), f, positions)[0] for f in FAMILIES}
+    env.step(np.array([filt]))
+    for f in FAMILIES:
+        keep = env.state.keep[f][0]
+        assert keep.float().mean().item() == pytest.approx(0.8, abs=1 / env.ctx.dynamics.pool_size)
+        assert losses[f][~keep].min() >= losses[f][keep].max()
+
+
+def test_fork_by_clone_replays_identically(micro):
+    env = vector(micro, n=2)
+    env.reset(seed=8)
+    saved = env.state.clone()
+    actions = [np.array([0, 1]), np.array([5, 0])]
+    first = [env.step(a)[0] for a in actions]
+    env.state.load_tensors(saved.tensors())
+    second = [env.step(a)[0] for a in actions]
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
