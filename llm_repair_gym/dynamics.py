@@ -24,7 +24,7 @@ LOSS_CAP = 20.0  # losses are clipped here in observations; a diverged model rea
 class DynamicsConfig:
     """Sizes and rates of the repair dynamics (documented in the env manual)."""
 
-    pool_size: int = 256  # training examples per family in each env's episode pool
+    pool_size: int = 512  # training examples per family in each env's episode pool
     batch_size: int = 48  # examples per env in one gradient step
     train_steps: int = 4  # gradient steps of one train action
     eval_size: int = 64  # validation examples per family scored every step (the same for every env)

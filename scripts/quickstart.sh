@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Set up ./.venv if needed, then run the main job on the built-in default (the tiny preset).
+# Set up ./.venv if needed, then run the main job on the built-in default (the tiny preset):
+# build (or load) the healthy model zoo, then play no-op, random and oracle policies on seeded
+# LLMRepair-v0 episodes and print the per-fault table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
-python -m llm_repair_gym.cli zoo --preset tiny "$@"
+python -m llm_repair_gym.cli zoo --preset tiny
+python benchmarks/repair_baselines.py --episodes "${EPISODES:-30}" --num-envs 15 --seed 1000 "$@"

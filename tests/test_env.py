@@ -191,3 +191,28 @@ def test_fork_by_clone_replays_identically(micro):
     env.state.load_tensors(saved.tensors())
     second = [env.step(a)[0] for a in actions]
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+_TRAJECTORY_HASH = """
+import hashlib, sys, numpy as np
+from llm_repair_gym.dynamics import DynamicsConfig
+from llm_repair_gym.envs.repair import LLMRepairVectorEnv
+from llm_repair_gym.presets import get_preset
+preset = get_preset("tiny").replace(name="micro", num_models=2, steps=3, warmup_steps=1, batch_per_family=4)
+env = LLMRepairVectorEnv(num_envs=3, preset=preset, zoo_cache_dir=sys.argv[1], progress=False,
+                         dynamics=DynamicsConfig(pool_size=40, batch_size=12, train_steps=2, eval_size=16,
+                                                 spread_size=16))
+digest = hashlib.sha256(env.reset(seed=21)[0].tobytes())
+for a in np.random.default_rng(0).integers(env.single_action_space.n, size=(6, 3)):
+    obs, reward, *_ = env.step(a)
+    digest.update(obs.tobytes() + reward.tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_trajectories_are_identical_across_processes(tmp_path):
+    """Same seed and actions in two fresh interpreters: the same bytes (no hash-order or atomics drift)."""
+    runs = [subprocess.run([sys.executable, "-c", _TRAJECTORY_HASH, str(tmp_path)], capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout.strip()) == 64
