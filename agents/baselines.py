@@ -46,7 +46,7 @@ class OraclePolicy:
     """The scripted repair for each fault type, with privileged access to ``info["fault"]``."""
 
     def __init__(self, action_names: list[str], feature_names: list[str], tolerance: float = 0.02,
-                 patience: int = 3, n_filters: int = 3) -> None:
+                 patience: int = 6, n_filters: int = 3) -> None:
         self.index = {name: i for i, name in enumerate(action_names)}
         self.lr_feature = feature_names.index("log10_lr")
         self.tolerance, self.patience, self.n_filters = tolerance, patience, n_filters

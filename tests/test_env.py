@@ -127,6 +127,8 @@ def test_same_step_autoreset_reports_final_observation(micro):
     assert info["final_obs"][0].shape == obs[0].shape and info["final_obs"][1] is None
     assert info["final_info"]["action_name"][0] == "stop"
     assert env.state.steps.tolist() == [0, 1]  # env 0 already started its next episode
+    assert info["episode_flops"][0] == 0 and info["final_info"]["episode_flops"][0] == 0
+    assert info["zoo_model"][0] == env.state.zoo_model[0].item()
 
 
 def test_truncation_and_disabled_autoreset(micro):

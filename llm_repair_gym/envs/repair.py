@@ -192,7 +192,7 @@ class LLMRepairVectorEnv(VectorEnv):
         s, ctx = self.state, self.ctx
         kinds = [action.kind for action in self.actions]
         act = torch.as_tensor(a, device=self.device)
-        self._apply(act, kinds)
+        self._apply(act, kinds)  # one batched call per action kind present
         s.steps += 1
         flops = self._action_flops[act]
         s.flops += flops
@@ -220,14 +220,15 @@ class LLMRepairVectorEnv(VectorEnv):
         done = terminated | truncated
         reward_np = reward.cpu().numpy().astype(np.float32)
         if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
-            info["final_obs"] = np.array([obs[i] if done[i] else None for i in range(self.num_envs)], dtype=object)
-            info["_final_obs"] = done.copy()
-            info["final_info"] = _with_masks(_strip_masks(info), done)
-            info["_final_info"] = done.copy()
+            final_obs = np.array([obs[i] if done[i] else None for i in range(self.num_envs)], dtype=object)
+            final_info = _with_masks(_strip_masks(info), done)
             done_ids = torch.as_tensor(np.flatnonzero(done), device=self.device)
             next_seeds = s.rng.integers(done_ids, 2**62)
             fresh = self._reset_envs(done_ids, next_seeds)
             obs[done] = self._observe(fresh, s.accuracy[done_ids], done_ids)
+            info = self._info(actions=a, flops=flops, cost=cost)  # done envs: their new episode
+            info |= {"final_obs": final_obs, "_final_obs": done.copy(),
+                     "final_info": final_info, "_final_info": done.copy()}
         else:
             self._needs_reset |= done
         self._last_obs = obs.copy()
