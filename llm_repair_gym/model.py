@@ -157,6 +157,11 @@ def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 # --- transformers interop -------------------------------------------------------------------------------
 
+def _hf_key(name: str) -> str:
+    """The ``GPT2LMHeadModel.state_dict()`` key of one of our parameter names."""
+    return f"transformer.{name}.weight" if name in ("wte", "wpe") else f"transformer.{name}"
+
+
 def hf_config(config: ModelConfig):
     """The ``transformers.GPT2Config`` equal to ``config`` (dropout off, tied embeddings)."""
     from transformers import GPT2Config
@@ -187,8 +192,7 @@ def to_hf(params: Params, config: ModelConfig, index: int):
     if not 0 <= index < num_models:
         raise ValueError(f"model index {index} out of range: the batch holds {num_models} models")
     model = GPT2LMHeadModel(hf_config(config))
-    state = {f"transformer.{name}.weight" if name in ("wte", "wpe") else f"transformer.{name}": tensor[index]
-             for name, tensor in params.items()}
+    state = {_hf_key(name): tensor[index] for name, tensor in params.items()}
     missing, unexpected = model.load_state_dict(
         {k: v.detach().to("cpu", torch.float32).clone() for k, v in state.items()}, strict=False
     )
@@ -230,8 +234,7 @@ def from_hf(models: list, device: torch.device | str = "cpu") -> tuple[Params, M
     states = [m.state_dict() for m in models]
     params: Params = {}
     for name in param_shapes(config):
-        key = f"transformer.{name}.weight" if name in ("wte", "wpe") else f"transformer.{name}"
-        params[name] = torch.stack([s[key].detach().to(torch.float32) for s in states]).to(device)
+        params[name] = torch.stack([s[_hf_key(name)].detach().to(torch.float32) for s in states]).to(device)
     return params, config
 
 
