@@ -3,8 +3,9 @@
 ``NoOpPolicy`` stops at once (the return of leaving the model as it is). ``RandomPolicy`` picks actions
 uniformly. ``OraclePolicy`` reads ``info["fault"]`` (hidden from the observation) and applies the repair
 the fault table names: lower a misconfigured lr, filter a noisy pool (interleaved with training), and train
-the one family that is broken (or all, when several are). It stops when every family is back within ``tolerance`` of its healthy
-accuracy, or rolls back and stops when ``patience`` training steps in a row did not raise the score.
+the one family that is broken (or all, when several are). It stops when every family is back within
+``tolerance`` of its healthy accuracy, or rolls back and stops when ``patience`` training steps in a row
+did not raise the score.
 All take the batched observation and info of a vector env and return one action per env.
 """
 
