@@ -8,7 +8,8 @@ times that per token. ``T`` is the task sequence length; the other sizes are in 
 action kind            FLOPs
 =====================  ===========================================================================
 train (all / family)   ``train_steps * batch_size * T * 3 * forward_flops_per_token``
-filter_noisy           ``n_families * pool_size * T * forward_flops_per_token`` (scores the pool)
+filter_noisy           ``n_families * (trusted_steps * trusted_size * 3 + pool_size) * T * forward_flops_per_token``
+                       (adapts a copy on the trusted set, then scores the pool with it)
 reinit_block           ``4 * params of the block`` (draw and scale)
 rollback               ``params``  (one copy)
 prune                  ``20 * block weights`` (sort and threshold)
@@ -72,8 +73,10 @@ def build_actions(preset: Preset, dynamics: DynamicsConfig) -> tuple[Action, ...
     actions += [Action(f"train_{f}", "data", "train", i, train_flops,
                        f"{dynamics.train_steps} steps on the {f} pool only") for i, f in enumerate(FAMILIES)]
     actions += [
-        Action("filter_noisy", "data", "filter", 0, len(FAMILIES) * dynamics.pool_size * t * fwd,
-               f"drop the highest-loss {dynamics.filter_fraction:.0%} of each family's kept pool"),
+        Action("filter_noisy", "data", "filter", 0,
+               len(FAMILIES) * (dynamics.trusted_steps * dynamics.trusted_size * 3 + dynamics.pool_size) * t * fwd,
+               f"drop the {dynamics.filter_fraction:.0%} of each family's kept pool with the highest loss under a "
+               f"copy of the model tuned {dynamics.trusted_steps} steps on a small trusted clean set"),
         Action("restore_data", "data", "restore", 0, 0.0, "use the whole pool again"),
     ]
     actions += [Action(f"reinit_block{b}", "parameter", "reinit", b, 4.0 * block_params,

@@ -12,6 +12,7 @@ import torch
 
 from llm_repair_gym.metrics import score_logits
 from llm_repair_gym.model import forward, init_params, param_group, param_shapes
+from llm_repair_gym.optim import init_state
 from llm_repair_gym.presets import Preset
 from llm_repair_gym.state import RepairState, put, put_opt, take, take_opt
 from llm_repair_gym.tasks import FAMILIES, Batch, TaskSuite
@@ -29,12 +30,28 @@ class DynamicsConfig:
     train_steps: int = 4  # gradient steps of one train action
     eval_size: int = 64  # validation examples per family scored every step (the same for every env)
     spread_size: int = 64  # pool examples per family scored every step for train loss and loss spread
+    grad_size: int = 16  # validation examples per family whose loss gives the per-group gradient norms
     base_lr: float = 1e-3  # lr at level 0; each level multiplies it by sqrt(10)
     min_lr_level: int = -4
     max_lr_level: int = 4
     filter_fraction: float = 0.2  # of the kept pool of each family, dropped by one filter action
+    trusted_size: int = 32  # clean, trusted training examples per family the filter adapts a copy on
+    trusted_steps: int = 6  # AdamW steps of that copy before it ranks the pool
+    trusted_lr: float = 1e-3
     prune_fraction: float = 0.1  # of the remaining weights of every matrix, zeroed by one prune action
     surprise_loss: float = 2.0  # an example whose answer loss exceeds this counts as surprising
+
+    def __post_init__(self) -> None:
+        sizes = {k: getattr(self, k) for k in ("pool_size", "batch_size", "train_steps", "eval_size", "spread_size",
+                                                "grad_size", "trusted_size", "trusted_steps")}
+        if any(not isinstance(v, int) or v < 1 for v in sizes.values()):
+            raise ValueError(f"DynamicsConfig sizes must be ints >= 1, got {sizes}")
+        if self.spread_size > self.pool_size or self.grad_size > self.eval_size:
+            raise ValueError(f"need spread_size <= pool_size and grad_size <= eval_size, got {sizes}")
+        if not (0 < self.filter_fraction < 1 and 0 < self.prune_fraction < 1):
+            raise ValueError("filter_fraction and prune_fraction must lie in (0, 1)")
+        if not self.base_lr > 0 or not self.trusted_lr > 0 or self.min_lr_level > 0 or self.max_lr_level < 0:
+            raise ValueError("base_lr and trusted_lr must be > 0, and min_lr_level <= 0 <= max_lr_level")
 
 
 @dataclass
@@ -47,6 +64,7 @@ class Context:
     zoo_fact_tables: torch.Tensor
     dynamics: DynamicsConfig
     eval_ids: dict[str, torch.Tensor]  # family -> [E] validation ids
+    trusted_ids: dict[str, torch.Tensor]  # family -> [K] training ids whose labels are known to be clean
 
     @property
     def device(self) -> torch.device:
@@ -98,7 +116,10 @@ def sample_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor, family:
 
 def mixed_batch(ctx: Context, state: RepairState, env_ids: torch.Tensor, family_weights: torch.Tensor,
                 fact_tables: torch.Tensor) -> Batch:
-    """One training batch per env whose family mix follows ``family_weights [n, F]`` (rows sum to 1)."""
+    """One training batch per env whose family mix follows ``family_weights [n, F]`` (rows sum to 1).
+
+    The batch is cut to the longest family that any env of the call trains on (only padding is cut).
+    """
     b = ctx.dynamics.batch_size
     per_family = []
     for family in FAMILIES:
@@ -113,7 +134,9 @@ def mixed_batch(ctx: Context, state: RepairState, env_ids: torch.Tensor, family_
         stacked = torch.stack([getattr(x, field) for x in per_family])  # [F, n, B, T]
         return stacked.gather(0, pick.expand(1, *stacked.shape[1:]))[0]
 
-    return Batch(choose("inputs"), choose("targets"), choose("answer_mask"))
+    present = (family_weights > 0).any(0).tolist()
+    length = max(ctx.suite.lengths[f] for f, used in zip(FAMILIES, present) if used)
+    return Batch(choose("inputs"), choose("targets"), choose("answer_mask")).trim(length)
 
 
 def train(ctx: Context, state: RepairState, env_ids: torch.Tensor, family_weights: torch.Tensor,
@@ -134,24 +157,45 @@ def train(ctx: Context, state: RepairState, env_ids: torch.Tensor, family_weight
 
 
 def pool_losses(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: str,
-                positions: torch.Tensor) -> torch.Tensor:
-    """Answer loss ``[n, len(positions)]`` of the chosen pool positions (labels as trained on)."""
+                positions: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Answer loss ``[n, len(positions)]`` of the chosen pool positions (labels as trained on), under the
+    envs' parameters or under ``params`` (already taken for ``env_ids``)."""
     ids = state.pool_ids[family][env_ids][:, positions]
     corrupt = state.corrupt[family][env_ids][:, positions]
-    params = take(state.params, env_ids)
-    batch = ctx.suite.batch(family, ids, state.fact_tables[env_ids], corrupt)
+    params = take(state.params, env_ids) if params is None else params
+    batch = ctx.suite.batch(family, ids, state.fact_tables[env_ids], corrupt).trim(ctx.suite.lengths[family])
     with torch.no_grad():
         losses, _, _ = score_logits(forward(params, ctx.preset.model, batch.inputs), batch)
     return torch.nan_to_num(losses, nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP)
 
 
+def trusted_copy(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A copy of some envs' parameters after ``trusted_steps`` fresh-AdamW steps on the trusted clean set.
+
+    Learned label noise can fit the pool so well that the model's own loss no longer tells the noisy
+    examples apart; a copy pulled towards clean data does (the "trusted data" idea of Hendrycks et al.,
+    2018). The envs' own parameters and optimizer are not touched.
+    """
+    dyn = ctx.dynamics
+    params = take(state.params, env_ids)
+    opt = init_state(params, ctx.preset.model.n_groups, "adamw", dyn.trusted_lr)
+    tables = state.fact_tables[env_ids]
+    batch = Batch.cat([ctx.suite.batch(f, ctx.trusted_ids[f].expand(env_ids.numel(), -1), tables)
+                       for f in FAMILIES])
+    for _ in range(dyn.trusted_steps):
+        train_step(params, ctx.preset.model, opt, batch)
+    return params
+
+
 def filter_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
-    """Drop the highest-loss ``filter_fraction`` of every family's kept pool (suspected noisy labels)."""
+    """Drop the ``filter_fraction`` of every family's kept pool that a trusted-data copy of the model finds
+    most surprising (suspected noisy labels)."""
     if env_ids.numel() == 0:
         return
     all_positions = torch.arange(ctx.dynamics.pool_size, device=ctx.device)
+    ranker = trusted_copy(ctx, state, env_ids)
     for family in FAMILIES:
-        losses = pool_losses(ctx, state, env_ids, family, all_positions)
+        losses = pool_losses(ctx, state, env_ids, family, all_positions, ranker)
         keep = state.keep[family][env_ids]
         n_drop = (keep.sum(1).float() * ctx.dynamics.filter_fraction).floor().long()  # [n]
         ranked = torch.where(keep, losses, torch.full_like(losses, -1.0)).argsort(dim=1, descending=True, stable=True)
@@ -215,26 +259,54 @@ def is_nonfinite(state: RepairState, env_ids: torch.Tensor) -> torch.Tensor:
     return bad
 
 
+@torch.no_grad()
+def validation_accuracy(ctx: Context, params: dict[str, torch.Tensor], fact_tables: torch.Tensor) -> torch.Tensor:
+    """Exact match ``[n, F]`` on the fixed validation examples of models ``params`` (e.g. the zoo's)."""
+    out = []
+    for family in FAMILIES:
+        ids = ctx.eval_ids[family].expand(fact_tables.shape[0], -1)
+        batch = ctx.suite.batch(family, ids, fact_tables).trim(ctx.suite.lengths[family])
+        out.append(score_logits(forward(params, ctx.preset.model, batch.inputs), batch)[1].float().mean(-1))
+    return torch.stack(out, 1)
+
+
 def measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measurement:
-    """Validation scores and per-group gradient norms (one forward/backward), pool loss statistics."""
+    """Validation scores, pool loss statistics and per-group gradient norms of some envs.
+
+    One no-grad forward per family scores its ``eval_size`` validation and ``spread_size`` pool examples
+    together (cut to the family's length); the gradient norms come from one backward on the first
+    ``grad_size`` validation examples of every family.
+    """
     cfg, dyn = ctx.preset.model, ctx.dynamics
-    n_groups = cfg.n_groups
+    n, n_groups = env_ids.numel(), cfg.n_groups
     params = take(state.params, env_ids)
     tables = state.fact_tables[env_ids]
-    batches = [ctx.suite.batch(f, ctx.eval_ids[f].expand(env_ids.numel(), -1), tables) for f in FAMILIES]
-    joined = Batch.cat(batches)
+    spread = slice(0, dyn.spread_size)
+    val_loss, val_correct, pool_loss, grad_batches = [], [], [], []
+    for family in FAMILIES:
+        length = ctx.suite.lengths[family]
+        eval_ids = ctx.eval_ids[family].expand(n, -1)
+        pool_ids = state.pool_ids[family][env_ids][:, spread]
+        clean = torch.zeros_like(eval_ids, dtype=torch.bool)
+        corrupt = torch.cat([clean, state.corrupt[family][env_ids][:, spread]], 1)
+        batch = ctx.suite.batch(family, torch.cat([eval_ids, pool_ids], 1), tables, corrupt).trim(length)
+        with torch.no_grad():
+            losses, correct, _ = score_logits(forward(params, cfg, batch.inputs), batch)
+        val_loss.append(losses[:, :dyn.eval_size])
+        val_correct.append(correct[:, :dyn.eval_size])
+        pool_loss.append(torch.nan_to_num(losses[:, dyn.eval_size:], nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP))
+        grad_batches.append(ctx.suite.batch(family, eval_ids[:, :dyn.grad_size], tables))
+    grad_batch = Batch.cat(grad_batches)
     leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
     with torch.enable_grad():
-        logits = forward(leaves, cfg, joined.inputs)
-        example_loss, correct, _ = score_logits(logits, joined)
-        grads = torch.autograd.grad(example_loss.mean(1).sum(), list(leaves.values()))
-    e = dyn.eval_size
-    example_loss = example_loss.detach().view(env_ids.numel(), len(FAMILIES), e)
-    correct = correct.view(env_ids.numel(), len(FAMILIES), e)
-    grad_sq = torch.zeros(env_ids.numel(), n_groups, device=ctx.device)
+        grad_loss, _, _ = score_logits(forward(leaves, cfg, grad_batch.inputs), grad_batch)
+        grads = torch.autograd.grad(grad_loss.mean(1).sum(), list(leaves.values()))
+    example_loss = torch.stack(val_loss, 1)  # [n, F, E]
+    correct = torch.stack(val_correct, 1)
+    grad_sq = torch.zeros(n, n_groups, device=ctx.device)
     weight_sq = torch.zeros_like(grad_sq)
     weight_count = torch.zeros(n_groups, device=ctx.device)
-    zeros = torch.zeros(env_ids.numel(), device=ctx.device)
+    zeros = torch.zeros(n, device=ctx.device)
     matrix_count = 0
     for (name, p), g in zip(params.items(), grads):
         group = param_group(name) % n_groups
@@ -244,9 +316,8 @@ def measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measurem
         if name.startswith("h.") and name.endswith(".weight") and ".ln_" not in name:
             zeros += (p.flatten(1) == 0).sum(1)
             matrix_count += p[0].numel()
-    spread_positions = torch.arange(dyn.spread_size, device=ctx.device)
-    train_losses = torch.stack([pool_losses(ctx, state, env_ids, f, spread_positions) for f in FAMILIES], 1)
-    kept = torch.stack([state.keep[f][env_ids][:, :dyn.spread_size] for f in FAMILIES], 1).float()
+    train_losses = torch.stack(pool_loss, 1)  # [n, F, spread]
+    kept = torch.stack([state.keep[f][env_ids][:, spread] for f in FAMILIES], 1).float()
     n_kept = kept.sum(-1).clamp_min(1)
     crashed = is_nonfinite(state, env_ids) | ~torch.isfinite(example_loss).all(-1).all(-1)
     val_accuracy = torch.where(crashed[:, None], 0.0, correct.float().mean(-1))

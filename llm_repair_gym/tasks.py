@@ -144,13 +144,18 @@ class Batch:
         return Batch(*(torch.cat([getattr(b, f) for b in batches], dim=1)
                        for f in ("inputs", "targets", "answer_mask")))
 
+    def trim(self, length: int) -> Batch:
+        """The first ``length`` positions. Exact for a causal model when only padding is cut."""
+        return Batch(self.inputs[..., :length], self.targets[..., :length], self.answer_mask[..., :length])
+
 
 class TaskSuite:
     """The three task families materialised on one device, with disjoint splits.
 
     ``sequences[family]`` is ``[M, T+1]`` (every prompt of the family laid out with its answer),
-    ``answer_masks[family]`` is ``[M, T]`` over target positions, and ``split_ids[family][split]`` holds the
-    example ids of each split. Fact answers depend on the env: ``fact_keys`` maps a fact example to its key
+    ``answer_masks[family]`` is ``[M, T]`` over target positions, ``lengths[family]`` is the longest input
+    of the family (positions past it are padding in every example), and ``split_ids[family][split]`` holds
+    the example ids of each split. Fact answers depend on the env: ``fact_keys`` maps a fact example to its key
     and ``fact_answer_pos`` is the target position of its value.
     """
 
@@ -164,6 +169,7 @@ class TaskSuite:
         self.sequences: dict[str, torch.Tensor] = {}
         self.answer_masks: dict[str, torch.Tensor] = {}
         self.split_ids: dict[str, dict[str, torch.Tensor]] = {}
+        self.lengths: dict[str, int] = {}
         split_gen = torch.Generator().manual_seed(cfg.split_seed)
         for family in FAMILIES:
             laid = [_layout(p, a, family, length) for p, a in raw[family]]
@@ -171,6 +177,7 @@ class TaskSuite:
             masks = torch.tensor([m for _, m in laid], dtype=torch.bool)[:, 1:]
             self.sequences[family] = seqs.to(self.device)
             self.answer_masks[family] = masks.to(self.device)
+            self.lengths[family] = max(len(p) + len(a) + 2 for p, a in raw[family])  # FAMILY ... SEP ... END
             order = torch.randperm(len(laid), generator=split_gen)
             n_train = int(round(cfg.split_fractions[0] * len(laid)))
             n_val = int(round(cfg.split_fractions[1] * len(laid)))

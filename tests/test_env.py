@@ -156,6 +156,13 @@ def test_cost_limit_ends_the_episode(micro):
     assert info["cost"][0] > 0 and terminated[0]
 
 
+def test_healthy_accuracy_is_the_zoo_models_own(micro):
+    env = vector(micro, n=4, faults=["none"])
+    _, info = env.reset(seed=3)
+    for f in FAMILIES:
+        np.testing.assert_allclose(info["healthy_accuracy"][f], info["accuracy"][f], atol=1 / 16)
+
+
 def test_fault_subset_and_info(micro):
     env = vector(micro, n=4, faults=["label_noise", "fact_overwrite"])
     _, info = env.reset(seed=2)
@@ -165,18 +172,22 @@ def test_fault_subset_and_info(micro):
         family = info["fault"]["target"][i]
         assert family in FAMILIES
         frac = env.state.corrupt[family][i].float().mean().item()
-        assert 0.1 < frac < 0.6  # severity 0.25..0.4 of a 40-example pool
+        assert 0.1 < frac < 0.7  # severity 0.3..0.45 of a 40-example pool
     assert {k for k in info["accuracy"] if not k.startswith("_")} == set(FAMILIES)
 
 
-def test_filter_drops_the_highest_loss_examples(micro):
+def test_filter_drops_what_the_trusted_copy_finds_most_surprising(micro):
     env = vector(micro, n=1, faults=["label_noise"])
     env.reset(seed=4)
     filt = env.action_names.index("filter_noisy")
-    from llm_repair_gym.dynamics import pool_losses
+    from llm_repair_gym.dynamics import pool_losses, trusted_copy
 
+    before = env.state.clone()
+    ranker = trusted_copy(env.ctx, env.state, torch.tensor([0]))
+    assert all(torch.equal(a, b) for a, b in zip(before.tensors().values(), env.state.tensors().values()))
+    assert not torch.equal(ranker["h.0.mlp.c_fc.weight"], env.state.params["h.0.mlp.c_fc.weight"])
     positions = torch.arange(env.ctx.dynamics.pool_size)
-    losses = {f: pool_losses(env.ctx, env.state, torch.tensor([0]), f, positions)[0] for f in FAMILIES}
+    losses = {f: pool_losses(env.ctx, env.state, torch.tensor([0]), f, positions, ranker)[0] for f in FAMILIES}
     env.step(np.array([filt]))
     for f in FAMILIES:
         keep = env.state.keep[f][0]

@@ -74,6 +74,21 @@ def test_batches_are_seeded_and_masks_cover_answers_only():
         assert not (batch.targets[batch.answer_mask] == SEP).any()
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_trimming_to_the_family_length_cuts_only_padding(family):
+    length = SUITE.lengths[family]
+    assert not SUITE.answer_masks[family][:, length:].any()
+    assert (SUITE.sequences[family][:, length + 1:] == PAD).all()
+    cfg = ModelConfig(vocab_size=SUITE.vocab_size, n_ctx=SUITE.seq_len, n_layer=2, n_head=4, n_embd=32)
+    params = init_params(cfg, 2, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(3)
+    batch = SUITE.sample(family, "val", SUITE.sample_fact_tables(2, gen), 16, gen)
+    trimmed = batch.trim(length)
+    assert trimmed.inputs.shape[-1] == length
+    full = forward(params, cfg, batch.inputs)[:, :, :length]
+    torch.testing.assert_close(forward(params, cfg, trimmed.inputs), full, rtol=1e-5, atol=1e-5)
+
+
 def test_bad_family_or_split_is_rejected():
     with pytest.raises(ValueError, match="unknown task family"):
         SUITE.split_size("poetry", "train")

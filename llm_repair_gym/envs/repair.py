@@ -30,6 +30,7 @@ from llm_repair_gym.dynamics import (
     restore_pool,
     rollback,
     train,
+    validation_accuracy,
 )
 from llm_repair_gym.faults import FAULTS, describe, fault_indices, sample_and_inject
 from llm_repair_gym.features import assemble, build_features, columns
@@ -81,7 +82,9 @@ class LLMRepairVectorEnv(VectorEnv):
         eval_ids = {f: suite.split_ids[f]["val"][:dyn.eval_size] for f in FAMILIES}
         if min(ids.numel() for ids in eval_ids.values()) < dyn.eval_size:
             raise ValueError(f"eval_size {dyn.eval_size} exceeds a validation split")
-        self.ctx = Context(self.preset, suite, zoo.params, zoo.fact_tables, dyn, eval_ids)
+        trusted_ids = {f: suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
+        self.ctx = Context(self.preset, suite, zoo.params, zoo.fact_tables, dyn, eval_ids, trusted_ids)
+        self._zoo_accuracy = validation_accuracy(self.ctx, zoo.params, zoo.fact_tables)  # healthy, per zoo model
         self.group_names = group_names(self.preset.model)
         self.actions = build_actions(self.preset, dyn)
         self.features = build_features(self.group_names)
@@ -170,7 +173,7 @@ class LLMRepairVectorEnv(VectorEnv):
         s.lr_level[env_ids] = 0
         s.opt.lr[env_ids] = dyn.base_lr
         reset_optimizer(s, env_ids)
-        s.healthy_accuracy[env_ids] = measure(ctx, s, env_ids).val_accuracy
+        s.healthy_accuracy[env_ids] = self._zoo_accuracy[s.zoo_model[env_ids]]
         sample_and_inject(ctx, s, env_ids, self.fault_ids)
         m = measure(ctx, s, env_ids)
         s.accuracy[env_ids] = m.val_accuracy
