@@ -2,8 +2,8 @@
 
 ``NoOpPolicy`` stops at once (the return of leaving the model as it is). ``RandomPolicy`` picks actions
 uniformly. ``OraclePolicy`` reads ``info["fault"]`` (hidden from the observation) and applies the repair
-the fault table names: lower a misconfigured lr, filter a noisy pool (interleaved with training), and train
-the one family that is broken (or all, when several are). It stops when every family is back within
+the fault table names: lower a misconfigured lr, filter a noisy pool (``n_filters`` times, before any
+training), and train the one family that is broken (or all, when several are). It stops when every family is back within
 ``tolerance`` of its healthy accuracy, or rolls back and stops when ``patience`` training steps in a row
 did not raise the score.
 All take the batched observation and info of a vector env and return one action per env.
@@ -47,7 +47,7 @@ class OraclePolicy:
     """The scripted repair for each fault type, with privileged access to ``info["fault"]``."""
 
     def __init__(self, action_names: list[str], feature_names: list[str], tolerance: float = 0.02,
-                 patience: int = 6, n_filters: int = 3) -> None:
+                 patience: int = 6, n_filters: int = 2) -> None:
         self.index = {name: i for i, name in enumerate(action_names)}
         self.lr_feature = feature_names.index("log10_lr")
         self.tolerance, self.patience, self.n_filters = tolerance, patience, n_filters
@@ -55,7 +55,6 @@ class OraclePolicy:
         self.stale: np.ndarray | None = None
         self.filters: np.ndarray | None = None
         self.trained: np.ndarray | None = None
-        self.since_filter: np.ndarray | None = None
 
     def reset(self, env_mask: np.ndarray) -> None:
         if self.best is None or len(self.best) != len(env_mask):
@@ -63,9 +62,7 @@ class OraclePolicy:
             self.stale = np.zeros(len(env_mask), dtype=int)
             self.filters = np.zeros(len(env_mask), dtype=int)
             self.trained = np.zeros(len(env_mask), dtype=bool)
-            self.since_filter = np.zeros(len(env_mask), dtype=int)
         self.best[env_mask], self.stale[env_mask], self.filters[env_mask] = -np.inf, 0, 0
-        self.since_filter[env_mask] = 2
         self.trained[env_mask] = False
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
@@ -88,11 +85,9 @@ class OraclePolicy:
             return "rollback" if score < self.best[i] - 1e-9 and not repaired else "stop"
         if fault == "bad_hparams" and obs[self.lr_feature] > -3 + 1e-3:
             return "lr_down"
-        if fault == "label_noise" and self.filters[i] < self.n_filters and self.since_filter[i] >= 2:
+        if fault == "label_noise" and self.filters[i] < self.n_filters:
             self.filters[i] += 1
-            self.since_filter[i] = 0
-            return "filter_noisy"  # filter, train twice, filter again: training sharpens the loss ranking
-        self.since_filter[i] += 1
+            return "filter_noisy"
         self.trained[i] = True
         worst = int(np.argmax(deficit))
         others = np.delete(deficit, worst)

@@ -34,6 +34,18 @@ class Fault:
     inject: Injector
     inject_steps: int = 0  # fine-tuning steps the injection takes (batch of ``batch_size``)
     inject_lr: float = 0.0  # and their AdamW lr (bad_hparams: its own misconfigured lr)
+    first_block_severity: tuple[float, float] | None = None  # block faults: block 0's range; deeper blocks
+    # interpolate linearly to (severity_low, severity_high) at the last block (early blocks are more fragile)
+
+    def severity_range(self, target: torch.Tensor, n_layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-env ``(low, high)`` severity bounds for targets ``[n]``."""
+        low = torch.full(target.shape, self.severity_low, device=target.device)
+        high = torch.full(target.shape, self.severity_high, device=target.device)
+        if self.first_block_severity is None:
+            return low, high
+        depth = target.float() / max(n_layer - 1, 1)  # 0 at block 0, 1 at the last block
+        first_low, first_high = self.first_block_severity
+        return first_low + depth * (low - first_low), first_high + depth * (high - first_high)
 
 
 def _uniform_mix(n: int, device: torch.device) -> torch.Tensor:
@@ -105,9 +117,10 @@ FAULTS: tuple[Fault, ...] = (
     Fault("none", "nothing is wrong", "stop at once; every action only costs", "none", 0, 0, False,
           _inject_none),
     Fault("weight_noise", "Gaussian noise (severity x RMS) added to one block's weight matrices",
-          "find the block; re-initialize or retrain it", "block", 2.0, 3.0, False, _inject_weight_noise),
+          "find the block; re-initialize or retrain it", "block", 2.0, 3.0, False, _inject_weight_noise,
+          first_block_severity=(1.15, 1.6)),
     Fault("label_noise", "fine-tuned on a pool in which a fraction (severity) of one family's answers were wrong",
-          "filter the suspect examples, retrain", "family", 0.25, 0.4, False, _inject_label_noise,
+          "filter the suspect examples, retrain", "family", 0.3, 0.45, False, _inject_label_noise,
           inject_steps=60, inject_lr=1e-3),
     Fault("fact_overwrite", "a fraction (severity) of the facts was rewritten to wrong values and learned",
           "targeted retraining on facts without breaking the rest", "none", 0.45, 0.7, False,
@@ -148,11 +161,12 @@ def sample_and_inject(ctx: Context, state: RepairState, env_ids: torch.Tensor, a
         if fault.target_kind != "none":
             count = n_targets[fault.target_kind]
             target[rows] = (u_target[rows] * count).long().clamp_max(count - 1)
+        low, high = fault.severity_range(target[rows], ctx.preset.model.n_layer)
         if fault.integer_severity:
-            span = fault.severity_high - fault.severity_low + 1
-            severity[rows] = fault.severity_low + (u_severity[rows] * span).floor().clamp_max(span - 1)
+            span = high - low + 1
+            severity[rows] = low + torch.minimum((u_severity[rows] * span).floor(), span - 1)
         else:
-            severity[rows] = fault.severity_low + u_severity[rows] * (fault.severity_high - fault.severity_low)
+            severity[rows] = low + u_severity[rows] * (high - low)
     state.fault_type[env_ids], state.fault_target[env_ids], state.fault_severity[env_ids] = kind, target, severity
     for index, fault in enumerate(FAULTS):
         rows = kind == index
