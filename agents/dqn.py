@@ -21,8 +21,11 @@ environment steps: transitions summed over sub-environments.
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -78,6 +81,9 @@ class DQNConfig:
     """Widths of the Q-network's hidden layers."""
     double_q: bool = True
     """Select next actions with the online network (double DQN) rather than the target network."""
+    scale_obs: bool = False
+    """Map every observation feature with finite ``Box`` bounds affinely onto [-1, 1] inside the network
+    (:meth:`DQNAgent.for_env` reads the bounds); for envs whose features differ in scale, like LLMRepair."""
     seed: int = 1
     """Seeds network initialisation, exploration, replay sampling and environment resets."""
     device: str = "cpu"
@@ -98,11 +104,47 @@ class DQNConfig:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
 
 
-class QNetwork(nn.Module):
-    """MLP from an observation vector to one Q-value per action, with ReLU hidden layers."""
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: DQNConfig | None = None) -> None:
+    """Add one ``--flag`` per :class:`DQNConfig` field (``--learning-rate``, ``--no-double-q``, ...),
+    defaulting to the field's value in ``defaults`` (``DQNConfig()`` if omitted)."""
+    defaults = defaults if defaults is not None else DQNConfig()
+    for field in dataclasses.fields(DQNConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, type=int, nargs="*", default=list(default))
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: tuple[int, ...]) -> None:
+
+def config_from_args(args: argparse.Namespace, **overrides: object) -> DQNConfig:
+    """The :class:`DQNConfig` described by flags parsed after :func:`add_config_arguments`, with ``overrides``."""
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(DQNConfig)}
+    values["hidden_sizes"] = tuple(values["hidden_sizes"])
+    values.update(overrides)
+    return DQNConfig(**values)
+
+
+class QNetwork(nn.Module):
+    """MLP from an observation vector to one Q-value per action, with ReLU hidden layers.
+
+    The input is first mapped ``(obs - obs_shift) / obs_scale`` (identity unless ``obs_low``/``obs_high``
+    are given; unbounded features pass through); both are buffers, saved with the weights.
+    """
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: tuple[int, ...],
+                 obs_low: np.ndarray | None = None, obs_high: np.ndarray | None = None) -> None:
         super().__init__()
+        shift, scale = np.zeros(obs_dim, dtype=np.float32), np.ones(obs_dim, dtype=np.float32)
+        if obs_low is not None and obs_high is not None:
+            low, high = np.asarray(obs_low, dtype=np.float64), np.asarray(obs_high, dtype=np.float64)
+            bounded = np.isfinite(low) & np.isfinite(high) & (high > low)
+            shift[bounded] = (high[bounded] + low[bounded]) / 2
+            scale[bounded] = (high[bounded] - low[bounded]) / 2
+        self.register_buffer("obs_shift", torch.from_numpy(shift))
+        self.register_buffer("obs_scale", torch.from_numpy(scale))
         layers: list[nn.Module] = []
         in_features = obs_dim
         for width in hidden_sizes:
@@ -113,7 +155,7 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values of shape ``(batch, n_actions)`` for observations of shape ``(batch, obs_dim)``."""
-        return self.layers(obs)
+        return self.layers((obs - self.obs_shift) / self.obs_scale)
 
 
 class ReplayBuffer:
@@ -193,18 +235,24 @@ class DQNAgent:
         obs_dim: length of the (flat, float32) observation vector.
         n_actions: number of discrete actions.
         config: hyperparameters; ``DQNConfig()`` if omitted.
+        obs_bounds: ``(low, high)`` of the observations, used when ``config.scale_obs``.
     """
 
-    def __init__(self, obs_dim: int, n_actions: int, config: DQNConfig | None = None) -> None:
+    def __init__(self, obs_dim: int, n_actions: int, config: DQNConfig | None = None,
+                 obs_bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.config = config if config is not None else DQNConfig()
         self.obs_dim = obs_dim
         self.n_actions = n_actions
         self.device = torch.device(self.config.device)
         self.rng = np.random.default_rng(self.config.seed)
+        if self.config.scale_obs and obs_bounds is None:
+            raise ValueError("scale_obs needs obs_bounds=(low, high); DQNAgent.for_env reads them from the env")
+        low, high = obs_bounds if self.config.scale_obs else (None, None)
+        sizes = tuple(self.config.hidden_sizes)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
-            self.q_network = QNetwork(obs_dim, n_actions, tuple(self.config.hidden_sizes)).to(self.device)
-        self.target_network = QNetwork(obs_dim, n_actions, tuple(self.config.hidden_sizes)).to(self.device)
+            self.q_network = QNetwork(obs_dim, n_actions, sizes, low, high).to(self.device)
+        self.target_network = QNetwork(obs_dim, n_actions, sizes, low, high).to(self.device)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
         self.optimizer = torch.optim.Adam(
@@ -226,7 +274,8 @@ class DQNAgent:
             raise TypeError(f"DQN needs a 1-D Box observation space, got {observation_space}")
         if not isinstance(action_space, gym.spaces.Discrete):
             raise TypeError(f"DQN needs a Discrete action space, got {action_space}")
-        return cls(observation_space.shape[0], int(action_space.n), config)
+        bounds = (observation_space.low, observation_space.high)
+        return cls(observation_space.shape[0], int(action_space.n), config, obs_bounds=bounds)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, epsilon: float = 0.0) -> int | np.ndarray:
@@ -279,13 +328,15 @@ class DQNAgent:
         progress_bar: bool = False,
         stop_return: float | None = None,
         stop_window: int = 10,
+        callback: Callable[[DQNAgent], bool | None] | None = None,
     ) -> list[float]:
         """Train on ``env`` for ``total_steps`` environment steps (the env is reset first).
 
         ``log_path``, if given, receives a CSV with columns ``global_step,metric,value`` where metric is
         ``episodic_return``, ``episodic_length`` or ``loss`` (last loss of each training round).
         If ``stop_return`` is given, training stops early (a "solved" criterion) as soon as the mean return
-        of the last ``stop_window`` completed episodes reaches it.
+        of the last ``stop_window`` completed episodes reaches it. ``callback(agent)``, if given, runs after
+        every vector step (after that step's training) and stops training by returning True.
         Returns the undiscounted return of every episode completed, in order of completion.
         """
         config = self.config
@@ -352,6 +403,8 @@ class DQNAgent:
                         log.writerow([self.num_steps, "loss", loss.item()])
                     if _crossed_multiple(steps_before, steps_done, config.target_network_frequency):
                         self.update_target_network()
+                if callback is not None and callback(self):
+                    break
         return completed_returns
 
     def save(self, path: str | Path) -> None:
@@ -374,7 +427,8 @@ class DQNAgent:
         config = DQNConfig(**checkpoint["config"])
         if device is not None:
             config.device = device
-        agent = cls(checkpoint["obs_dim"], checkpoint["n_actions"], config)
+        no_bounds = np.zeros(checkpoint["obs_dim"], dtype=np.float32)  # the saved buffers replace them
+        agent = cls(checkpoint["obs_dim"], checkpoint["n_actions"], config, obs_bounds=(no_bounds, no_bounds))
         agent.q_network.load_state_dict(checkpoint["q_network"])
         agent.target_network.load_state_dict(checkpoint["target_network"])
         return agent

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from stable_baselines3 import DQN as SB3DQN
 
-from agents.dqn import DQNAgent, DQNConfig
-from benchmarks.classic_dqn import add_config_arguments, config_from_args
+from agents.dqn import DQNAgent, DQNConfig, add_config_arguments, config_from_args
 
 
 def parse_args() -> argparse.Namespace:

@@ -145,6 +145,18 @@ def test_learning_stops_early_once_recent_returns_reach_the_threshold() -> None:
     assert agent.num_steps == 5
 
 
+def test_callback_sees_every_step_and_can_stop_training() -> None:
+    agent = DQNAgent(obs_dim=2, n_actions=2, config=small_config(**NO_TRAINING))
+    seen = []
+
+    def callback(a: DQNAgent) -> bool:
+        seen.append(a.num_steps)
+        return a.num_steps >= 7
+
+    agent.learn(OneStepBoxEnv(terminal=True), total_steps=100, callback=callback)
+    assert seen == list(range(1, 8)) and agent.num_steps == 7
+
+
 def test_act_shapes_and_exploration() -> None:
     agent = DQNAgent(obs_dim=4, n_actions=3, config=small_config())
     obs = np.zeros((4000, 4), dtype=np.float32)
