@@ -1,15 +1,20 @@
 """Run a policy over a list of seeded episodes on a vector env and collect one record per episode.
 
 Every episode ``k`` starts from ``reset(seed=seeds[k])``, whatever the policy, so policies are compared
-on exactly the same faulted models.
+on exactly the same faulted models. ``held_out_seeds`` names evaluation episodes that training never
+meets: training resets draw seeds below 2**31 (and autoresets draw fresh 62-bit ones), evaluation uses
+seeds from 2**40 on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
@@ -23,6 +28,29 @@ class VectorPolicy(Protocol):
     def reset(self, env_mask: np.ndarray) -> None: ...
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray: ...
+
+
+HELD_OUT_BASE = 2**40
+
+
+def held_out_seeds(eval_set: int, episodes: int) -> list[int]:
+    """Seeds of evaluation set ``eval_set`` (``episodes`` of them; sets never overlap below 10**6 episodes)."""
+    if eval_set < 0 or not 0 < episodes <= 10**6:
+        raise ValueError(f"need eval_set >= 0 and 0 < episodes <= 10**6, got {eval_set} and {episodes}")
+    return [HELD_OUT_BASE + eval_set * 10**6 + k for k in range(episodes)]
+
+
+class GreedyPolicy:
+    """A :class:`VectorPolicy` from a function of the observation alone (e.g. a trained agent's greedy act)."""
+
+    def __init__(self, act: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.act_fn = act
+
+    def reset(self, env_mask: np.ndarray) -> None:
+        """Stateless: nothing to forget."""
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        return np.asarray(self.act_fn(obs), dtype=np.int64).reshape(len(obs))
 
 
 @dataclass
@@ -92,3 +120,41 @@ def _start(info: dict, i: int) -> dict:
         "healthy_accuracy": {f: float(info["healthy_accuracy"][f][i]) for f in FAMILIES},
         "reset_accuracy": {f: float(info["accuracy"][f][i]) for f in FAMILIES},
     }
+
+
+def evaluate_on_held_out(env_id: str, policy: VectorPolicy, eval_set: int, episodes: int, num_envs: int = 8,
+                         device: str = "cpu", progress: bool = True, **env_kwargs) -> list[EpisodeRecord]:
+    """Play ``policy`` on evaluation set ``eval_set`` of ``env_id`` (a vector env with autoreset disabled)."""
+    env = gym.make_vec(env_id, num_envs=min(num_envs, episodes), device=device, autoreset_mode="Disabled",
+                       progress=progress, **env_kwargs)
+    try:
+        return run_episodes(env, policy, held_out_seeds(eval_set, episodes), progress=progress, desc="evaluate")
+    finally:
+        env.close()
+
+
+def summarize(records: Sequence[EpisodeRecord]) -> dict:
+    """Mean return (with its 95% CI half-width over episodes), mean steps, and mean return per fault type."""
+    returns = np.array([r.episode_return for r in records])
+    half_width = 1.96 * returns.std(ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else float("nan")
+    faults = sorted({r.fault for r in records})
+    return {
+        "episodes": len(records),
+        "mean_return": float(returns.mean()),
+        "ci95": float(half_width),
+        "mean_steps": float(np.mean([r.steps for r in records])),
+        "return_by_fault": {f: float(np.mean([r.episode_return for r in records if r.fault == f])) for f in faults},
+    }
+
+
+def evaluate_and_save(env_id: str, policy: VectorPolicy, eval_set: int, episodes: int, out_dir: str | Path,
+                      device: str = "cpu", **fields) -> dict:
+    """Evaluate on a held-out set, write ``out_dir/eval.json`` (summary + every episode), return the summary.
+
+    ``fields`` (agent name, seed, training time, ...) are stored at the front of the summary.
+    """
+    records = evaluate_on_held_out(env_id, policy, eval_set, episodes, device=device)
+    summary = {**fields, "eval_set": eval_set, **summarize(records)}
+    payload = {"summary": summary, "episodes": [r.__dict__ for r in records]}
+    (Path(out_dir) / "eval.json").write_text(json.dumps(payload, indent=1, default=str))
+    return summary

@@ -1,0 +1,166 @@
+"""Leaderboard on LLMRepair-v0: no-op, random, tabular Q, DQN and the oracle on the same held-out episodes.
+
+    python -m benchmarks.repair_agents --seeds 1 2 3 4 5 --total-steps 4000 --jobs 2
+
+For every seed ``s`` the trained agents are trained by ``scripts/train_tabular_q.py`` and
+``scripts/train_dqn.py`` (``--jobs`` at a time, one torch thread each) and evaluated greedily on held-out
+evaluation set ``s``; no-op, random (seeded ``s``) and the privileged oracle are played on the same set.
+A row's return is the mean over seeds of each seed's mean episode return, with a 95% Student-t
+confidence interval over the seeds. Runs whose ``eval.json`` already exists are reused unless
+``--retrain``. Writes ``leaderboard.json``, ``leaderboard.md`` and ``leaderboard.png`` to ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
+from llm_repair_gym.envs.repair import LLMRepairVectorEnv
+from llm_repair_gym.evaluation import evaluate_on_held_out, summarize
+from llm_repair_gym.faults import FAULT_NAMES
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         15: 2.131, 20: 2.086, 30: 2.042}
+"""Two-sided 95% quantiles of Student's t by degrees of freedom (larger df: the next smaller key's value)."""
+
+TRAINED = ("tabular_q", "dqn")
+ROWS = ("noop", "random", "tabular_q", "dqn", "oracle")
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and 95% Student-t half-width of ``values`` (NaN half-width for one value)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float(x.mean()), float("nan")
+    df = len(x) - 1
+    t = T_975[max(k for k in T_975 if k <= df)]
+    return float(x.mean()), float(t * x.std(ddof=1) / np.sqrt(len(x)))
+
+
+def train_runs(args: argparse.Namespace) -> None:
+    """Train every (agent, seed) without an ``eval.json``, ``--jobs`` subprocesses at a time."""
+    pending = []
+    for seed in args.seeds:
+        for agent in TRAINED:
+            out = args.out_dir / f"{agent}_seed{seed}"
+            if args.retrain or not (out / "eval.json").exists():
+                pending.append([sys.executable, f"scripts/train_{agent}.py", "--env-id", args.env_id, "--seed",
+                                str(seed), "--num-envs", str(args.num_envs), "--total-steps", str(args.total_steps),
+                                "--eval-episodes", str(args.eval_episodes), "--device", args.device,
+                                "--threads", "1", "--out-dir", str(out)])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    running: list[tuple[subprocess.Popen, Path]] = []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            command = pending.pop(0)
+            log = Path(command[-1]).with_suffix(".log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            print("start:", " ".join(command[1:]), flush=True)
+            running.append((subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT), log))
+        time.sleep(2)
+        for process, log in list(running):
+            if process.poll() is not None:
+                running.remove((process, log))
+                if process.returncode != 0:
+                    raise RuntimeError(f"training failed (exit {process.returncode}); see {log}")
+                print("done:", log.read_text().strip().splitlines()[-1], flush=True)
+
+
+def baseline_summaries(args: argparse.Namespace, seed: int) -> dict[str, dict]:
+    """No-op, random and oracle on evaluation set ``seed``."""
+    probe = LLMRepairVectorEnv(num_envs=1, progress=False)
+    policies = {"noop": NoOpPolicy(probe.action_names), "random": RandomPolicy(probe.action_names, seed=seed),
+                "oracle": OraclePolicy(probe.action_names, probe.feature_names)}
+    return {name: summarize(evaluate_on_held_out(args.env_id, policy, seed, args.eval_episodes,
+                                                 num_envs=args.num_envs, device=args.device, progress=False))
+            for name, policy in policies.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env-id", default="LLMRepair-v0")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--num-envs", type=int, default=16)
+    parser.add_argument("--total-steps", type=int, default=4_000, help="training env steps per agent and seed")
+    parser.add_argument("--eval-episodes", type=int, default=32, help="held-out episodes per seed")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=2, help="training runs at a time")
+    parser.add_argument("--retrain", action="store_true", help="train again even where eval.json exists")
+    parser.add_argument("--out-dir", type=Path, default=Path("results/agents"))
+    args = parser.parse_args()
+    if len(args.seeds) < 2:
+        parser.error("a confidence interval over seeds needs at least 2 --seeds")
+
+    train_runs(args)
+    per_seed: dict[str, list[dict]] = {row: [] for row in ROWS}
+    for seed in args.seeds:
+        for agent in TRAINED:
+            run = json.loads((args.out_dir / f"{agent}_seed{seed}" / "eval.json").read_text())
+            per_seed[agent].append(run["summary"])
+        print(f"baselines on evaluation set {seed} ...", flush=True)
+        for name, summary in baseline_summaries(args, seed).items():
+            per_seed[name].append(summary)
+
+    board = {}
+    for row in ROWS:
+        mean, half = t_interval([s["mean_return"] for s in per_seed[row]])
+        by_fault = {f: float(np.nanmean([s["return_by_fault"].get(f, np.nan) for s in per_seed[row]]))
+                    for f in FAULT_NAMES}
+        board[row] = {"mean_return": mean, "ci95": half, "per_seed": [s["mean_return"] for s in per_seed[row]],
+                      "mean_steps": float(np.mean([s["mean_steps"] for s in per_seed[row]])),
+                      "return_by_fault": by_fault,
+                      "train_minutes": float(np.mean([s["train_seconds"] for s in per_seed[row]]) / 60)
+                      if row in TRAINED else 0.0}
+    lines = [f"LLMRepair-v0, {len(args.seeds)} seeds x {args.eval_episodes} held-out episodes; trained agents: "
+             f"{args.total_steps} env steps on {args.num_envs} envs. Return: mean over seeds ± 95% t-interval.", "",
+             "| policy | return | steps | train min | " + " | ".join(FAULT_NAMES) + " |",
+             "|---|---|---|---|" + "---|" * len(FAULT_NAMES)]
+    for row, b in board.items():
+        lines.append(f"| {row} | {b['mean_return']:.3f} ± {b['ci95']:.3f} | {b['mean_steps']:.1f} | "
+                     f"{b['train_minutes']:.1f} | " + " | ".join(f"{b['return_by_fault'][f]:.3f}" for f in FAULT_NAMES)
+                     + " |")
+    text = "\n".join(lines)
+    print("\n" + text)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "leaderboard.md").write_text(text + "\n")
+    (args.out_dir / "leaderboard.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                               "board": board}, indent=1))
+    plot(board, args.out_dir / "leaderboard.png")
+
+
+def plot(board: dict, path: Path) -> None:
+    """Mean return with its interval per policy, and mean return per fault type."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 2]})
+    names = list(board)
+    left.bar(names, [board[n]["mean_return"] for n in names], yerr=[board[n]["ci95"] for n in names], capsize=4,
+             color="tab:blue")
+    left.axhline(0, color="black", linewidth=0.8)
+    left.set_ylabel("held-out episode return")
+    left.set_title("mean over seeds, 95% t-interval")
+    width = 0.8 / len(names)
+    x = np.arange(len(FAULT_NAMES))
+    for i, n in enumerate(names):
+        right.bar(x + i * width, [board[n]["return_by_fault"][f] for f in FAULT_NAMES], width, label=n)
+    right.set_xticks(x + 0.4 - width / 2, FAULT_NAMES)
+    right.axhline(0, color="black", linewidth=0.8)
+    right.set_title("mean return by fault type")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

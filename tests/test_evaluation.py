@@ -1,0 +1,74 @@
+"""Held-out evaluation: seeds never met in training, greedy policies, summaries, the training scripts."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.dqn import DQNAgent, DQNConfig, QNetwork
+from llm_repair_gym.envs.repair import LLMRepairVectorEnv
+from llm_repair_gym.evaluation import HELD_OUT_BASE, GreedyPolicy, held_out_seeds, run_episodes, summarize
+from llm_repair_gym.faults import FAULT_NAMES, FAULTS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_held_out_sets_are_disjoint_and_beyond_training_seeds():
+    a, b = held_out_seeds(0, 50), held_out_seeds(1, 50)
+    assert len(set(a) | set(b)) == 100 and min(a) >= HELD_OUT_BASE > 2**31 + 10**6
+    with pytest.raises(ValueError, match="eval_set"):
+        held_out_seeds(-1, 5)
+
+
+def test_greedy_policy_drives_the_runner_and_summary(micro_env_kwargs):
+    env = LLMRepairVectorEnv(num_envs=2, **micro_env_kwargs, autoreset_mode="Disabled", max_episode_steps=3)
+    lr_down = env.action_names.index("lr_down")
+    records = run_episodes(env, GreedyPolicy(lambda obs: np.full(len(obs), lr_down)), [5, 6, 7], progress=False)
+    assert [r.steps for r in records] == [3, 3, 3] and all(r.actions == ["lr_down"] * 3 for r in records)
+    summary = summarize(records)
+    assert summary["episodes"] == 3 and summary["mean_steps"] == 3
+    assert summary["mean_return"] == pytest.approx(np.mean([r.episode_return for r in records]))
+    assert set(summary["return_by_fault"]) <= set(FAULT_NAMES)
+
+
+def test_weight_noise_is_milder_in_the_more_fragile_first_block():
+    row = FAULTS[FAULT_NAMES.index("weight_noise")]
+    low, high = row.severity_range(torch.tensor([0, 1]), n_layer=2)
+    assert low.tolist() == [pytest.approx(row.first_block_severity[0]), pytest.approx(row.severity_low)]
+    assert high.tolist() == [pytest.approx(row.first_block_severity[1]), pytest.approx(row.severity_high)]
+
+
+def test_scaled_observations_map_bounds_to_unit_interval(tmp_path):
+    net = QNetwork(3, 2, (), obs_low=np.array([0.0, -8.0, -np.inf]), obs_high=np.array([1.0, 4.0, np.inf]))
+    assert net.obs_shift.tolist() == [0.5, -2.0, 0.0] and net.obs_scale.tolist() == [0.5, 6.0, 1.0]
+    low = np.zeros(3, dtype=np.float32)
+    agent = DQNAgent(3, 2, DQNConfig(scale_obs=True, hidden_sizes=(8,)), obs_bounds=(low, low + 2))
+    agent.save(tmp_path / "agent.pt")
+    loaded = DQNAgent.load(tmp_path / "agent.pt")
+    assert torch.equal(loaded.q_network.obs_scale, agent.q_network.obs_scale)
+    obs = np.random.default_rng(0).random((4, 3), dtype=np.float32)
+    assert np.array_equal(loaded.act(obs), agent.act(obs))
+    with pytest.raises(ValueError, match="obs_bounds"):
+        DQNAgent(3, 2, DQNConfig(scale_obs=True))
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name, saved", [("train_tabular_q", "agent.npz"), ("train_dqn", "agent.pt")])
+def test_training_scripts_save_and_evaluate_on_held_out_episodes(tiny_zoo, tmp_path, name, saved):
+    extra = ["--learning-starts", "8", "--batch-size", "8"] if name == "train_dqn" else []
+    summary = _script(name).main(["--seed", "3", "--num-envs", "2", "--total-steps", "24", "--eval-episodes", "2",
+                                  "--out-dir", str(tmp_path), *extra])
+    assert (tmp_path / saved).exists()
+    written = json.loads((tmp_path / "eval.json").read_text())
+    assert written["summary"]["mean_return"] == summary["mean_return"]
+    assert summary["eval_set"] == 3 and summary["total_steps"] >= 24
+    assert [e["seed"] for e in written["episodes"]] == held_out_seeds(3, 2)
