@@ -38,7 +38,8 @@ def build_features(group_names: list[str]) -> tuple[Feature, ...]:
     for g in group_names:
         rows += [
             Feature(f"log_weight_rms/{g}", -8, 4, f"{g}: log10 RMS of its parameters"),
-            Feature(f"log_grad_norm/{g}", -8, 6, f"{g}: log10 gradient norm of the validation loss"),
+            Feature(f"log_grad_norm/{g}", -8, 6,
+                    f"{g}: log10 gradient norm of the loss on the first grad_size validation examples of each family"),
         ]
     rows += [
         Feature("log10_lr", -6, 0, "log10 of the learning rate"),
