@@ -8,6 +8,7 @@ seeds from 2**40 on.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
 
@@ -158,3 +160,29 @@ def evaluate_and_save(env_id: str, policy: VectorPolicy, eval_set: int, episodes
     payload = {"summary": summary, "episodes": [r.__dict__ for r in records]}
     (Path(out_dir) / "eval.json").write_text(json.dumps(payload, indent=1, default=str))
     return summary
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every LLMRepair training script shares (``--seed`` and ``--device`` are the script's own)."""
+    parser.add_argument("--env-id", default="LLMRepair-v0")
+    parser.add_argument("--num-envs", type=int, default=16, help="envs of the training vector env")
+    parser.add_argument("--total-steps", type=int, default=4_000, help="training env steps (all envs)")
+    parser.add_argument("--eval-set", type=int, default=None, help="held-out evaluation set (default: --seed)")
+    parser.add_argument("--eval-episodes", type=int, default=32)
+    parser.add_argument("--out-dir", type=Path, default=None, help="default: results/agents/<agent>_seed<seed>")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject shared flags out of range, through ``parser.error``."""
+    if args.total_steps < 1 or args.num_envs < 1 or args.eval_episodes < 1:
+        parser.error("--total-steps, --num-envs and --eval-episodes must be >= 1")
+
+
+def prepare_run(args: argparse.Namespace, agent: str) -> Path:
+    """Apply ``--threads`` and create the run's output folder (``--out-dir`` or the default); return it."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out_dir = args.out_dir or Path("results/agents") / f"{agent}_seed{args.seed}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir

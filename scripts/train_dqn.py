@@ -15,14 +15,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 import gymnasium as gym
-import torch
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.dqn import DQNAgent, DQNConfig, add_config_arguments, config_from_args
-from llm_repair_gym.evaluation import GreedyPolicy, evaluate_and_save
+from llm_repair_gym.evaluation import (
+    GreedyPolicy,
+    add_run_arguments,
+    check_run_arguments,
+    evaluate_and_save,
+    prepare_run,
+)
 
 REPAIR_DQN = DQNConfig(
     learning_rate=5e-4,
@@ -44,26 +48,16 @@ REPAIR_DQN = DQNConfig(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env-id", default="LLMRepair-v0")
-    parser.add_argument("--num-envs", type=int, default=16, help="envs of the training vector env")
-    parser.add_argument("--total-steps", type=int, default=4_000, help="training env steps (all envs)")
-    parser.add_argument("--eval-set", type=int, default=None, help="held-out evaluation set (default: --seed)")
-    parser.add_argument("--eval-episodes", type=int, default=32)
-    parser.add_argument("--out-dir", type=Path, default=None, help="default: results/agents/dqn_seed<seed>")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_run_arguments(parser)
     add_config_arguments(parser, REPAIR_DQN)
     args = parser.parse_args(argv)
-    if args.total_steps < 1 or args.num_envs < 1 or args.eval_episodes < 1:
-        parser.error("--total-steps, --num-envs and --eval-episodes must be >= 1")
+    check_run_arguments(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out_dir = args.out_dir or Path("results/agents") / f"dqn_seed{args.seed}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_run(args, "dqn")
     config = config_from_args(args)
     env = gym.make_vec(args.env_id, num_envs=args.num_envs, device=args.device)
     agent = DQNAgent.for_env(env, config)

@@ -12,47 +12,41 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.schedules import LinearSchedule
 from agents.tabular_q import TabularQAgent
-from llm_repair_gym.evaluation import GreedyPolicy, evaluate_and_save
+from llm_repair_gym.evaluation import (
+    GreedyPolicy,
+    add_run_arguments,
+    check_run_arguments,
+    evaluate_and_save,
+    prepare_run,
+)
 from llm_repair_gym.wrappers import DEFAULT_BINS, VectorDiscretizeObservation
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env-id", default="LLMRepair-v0")
+    add_run_arguments(parser)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--num-envs", type=int, default=16, help="envs of the training vector env")
-    parser.add_argument("--total-steps", type=int, default=4_000, help="training env steps (all envs)")
     parser.add_argument("--device", default="cpu", help="device of the env's models (the table is numpy)")
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--gamma", type=float, default=0.98)
     parser.add_argument("--start-e", type=float, default=1.0)
     parser.add_argument("--end-e", type=float, default=0.05)
     parser.add_argument("--exploration-fraction", type=float, default=0.5)
-    parser.add_argument("--eval-set", type=int, default=None, help="held-out evaluation set (default: --seed)")
-    parser.add_argument("--eval-episodes", type=int, default=32)
-    parser.add_argument("--out-dir", type=Path, default=None, help="default: results/agents/tabular_q_seed<seed>")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
-    if args.total_steps < 1 or args.num_envs < 1 or args.eval_episodes < 1:
-        parser.error("--total-steps, --num-envs and --eval-episodes must be >= 1")
+    check_run_arguments(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out_dir = args.out_dir or Path("results/agents") / f"tabular_q_seed{args.seed}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_run(args, "tabular_q")
     env = VectorDiscretizeObservation(gym.make_vec(args.env_id, num_envs=args.num_envs, device=args.device))
     epsilon = LinearSchedule(args.start_e, args.end_e, round(args.exploration_fraction * args.total_steps))
     agent = TabularQAgent.for_env(env, alpha=args.alpha, gamma=args.gamma, epsilon=epsilon, seed=args.seed)
