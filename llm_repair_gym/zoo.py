@@ -88,10 +88,10 @@ class Zoo:
         return params, self.fact_tables[ids].to(device)
 
     def report(self) -> str:
-        """A table of every model's test accuracy per family, with the build time."""
+        """A table of every model's test accuracy per family, with the time the (possibly cached) build took."""
         acc = self.accuracy("test")
         lines = [f"zoo {self.preset.name} seed={self.seed} models={self.num_models} "
-                 f"built in {self.manifest['build_seconds']:.1f}s ({self.path})",
+                 f"(this cache took {self.manifest['build_seconds']:.1f}s to build) ({self.path})",
                  "model  " + "  ".join(f"{f:>7}" for f in FAMILIES)]
         lines += [f"{i:>5}  " + "  ".join(f"{acc[f][i]:7.4f}" for f in FAMILIES) for i in range(self.num_models)]
         lines.append("  min  " + "  ".join(f"{min(acc[f]):7.4f}" for f in FAMILIES))
