@@ -20,11 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import matplotlib
 import numpy as np
 
+import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
-from llm_repair_gym.envs.repair import LLMRepairVectorEnv
 from llm_repair_gym.evaluation import evaluate_on_held_out, summarize
 from llm_repair_gym.faults import FAULT_NAMES
 
@@ -78,11 +79,11 @@ def train_runs(args: argparse.Namespace) -> None:
                 print("done:", log.read_text().strip().splitlines()[-1], flush=True)
 
 
-def baseline_summaries(args: argparse.Namespace, seed: int) -> dict[str, dict]:
+def baseline_summaries(args: argparse.Namespace, seed: int, action_names: list[str],
+                       feature_names: list[str]) -> dict[str, dict]:
     """No-op, random and oracle on evaluation set ``seed``."""
-    probe = LLMRepairVectorEnv(num_envs=1, progress=False)
-    policies = {"noop": NoOpPolicy(probe.action_names), "random": RandomPolicy(probe.action_names, seed=seed),
-                "oracle": OraclePolicy(probe.action_names, probe.feature_names)}
+    policies = {"noop": NoOpPolicy(action_names), "random": RandomPolicy(action_names, seed=seed),
+                "oracle": OraclePolicy(action_names, feature_names)}
     return {name: summarize(evaluate_on_held_out(args.env_id, policy, seed, args.eval_episodes,
                                                  num_envs=args.num_envs, device=args.device, progress=False))
             for name, policy in policies.items()}
@@ -104,13 +105,16 @@ def main() -> None:
         parser.error("a confidence interval over seeds needs at least 2 --seeds")
 
     train_runs(args)
+    probe = gym.make_vec(args.env_id, num_envs=1, device=args.device, progress=False).unwrapped
+    names = (probe.action_names, probe.feature_names)
+    probe.close()
     per_seed: dict[str, list[dict]] = {row: [] for row in ROWS}
     for seed in args.seeds:
         for agent in TRAINED:
             run = json.loads((args.out_dir / f"{agent}_seed{seed}" / "eval.json").read_text())
             per_seed[agent].append(run["summary"])
         print(f"baselines on evaluation set {seed} ...", flush=True)
-        for name, summary in baseline_summaries(args, seed).items():
+        for name, summary in baseline_summaries(args, seed, *names).items():
             per_seed[name].append(summary)
 
     board = {}
