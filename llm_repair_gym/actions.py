@@ -9,7 +9,7 @@ action kind            FLOPs
 =====================  ===========================================================================
 train (all / family)   ``train_steps * batch_size * T * 3 * forward_flops_per_token``
 filter_noisy           ``n_families * (trusted_steps * trusted_size * 3 + pool_size) * T * forward_flops_per_token``
-                       (adapts a copy on the trusted set, then scores the pool with it)
+                       (adapts a copy on the trusted set, then judges the pool with it)
 reinit_block           ``4 * params of the block`` (draw and scale)
 rollback               ``params``  (one copy)
 prune                  ``20 * block weights`` (sort and threshold)
@@ -75,8 +75,9 @@ def build_actions(preset: Preset, dynamics: DynamicsConfig) -> tuple[Action, ...
     actions += [
         Action("filter_noisy", "data", "filter", 0,
                len(FAMILIES) * (dynamics.trusted_steps * dynamics.trusted_size * 3 + dynamics.pool_size) * t * fwd,
-               f"drop the {dynamics.filter_fraction:.0%} of each family's kept pool with the highest loss under a "
-               f"copy of the model tuned {dynamics.trusted_steps} steps on a small trusted clean set"),
+               f"keep only the pool examples whose answers a copy of the model, tuned {dynamics.trusted_steps} steps "
+               f"on a small trusted clean set, reproduces (at most {dynamics.filter_max_fraction:.0%} of a family "
+               "dropped; judged afresh each time)"),
         Action("restore_data", "data", "restore", 0, 0.0, "use the whole pool again"),
     ]
     actions += [Action(f"reinit_block{b}", "parameter", "reinit", b, 4.0 * block_params,

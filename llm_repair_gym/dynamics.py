@@ -34,10 +34,11 @@ class DynamicsConfig:
     base_lr: float = 1e-3  # lr at level 0; each level multiplies it by sqrt(10)
     min_lr_level: int = -4
     max_lr_level: int = 4
-    filter_fraction: float = 0.2  # of the kept pool of each family, dropped by one filter action
-    trusted_size: int = 32  # clean, trusted training examples per family the filter adapts a copy on
-    trusted_steps: int = 6  # AdamW steps of that copy before it ranks the pool
-    trusted_lr: float = 1e-3
+    filter_min_loss: float = 0.5  # a pool answer the trusted copy gets wrong is dropped only above this loss
+    filter_max_fraction: float = 0.5  # of each family's pool, the most one filter action may drop
+    trusted_size: int = 96  # clean, trusted training examples per family the filter adapts a copy on
+    trusted_steps: int = 12  # AdamW steps of that copy before it judges the pool
+    trusted_lr: float = 3e-4  # low: a fresh AdamW at 1e-3 knocks a converged model off its clean answers
     prune_fraction: float = 0.1  # of the remaining weights of every matrix, zeroed by one prune action
     surprise_loss: float = 2.0  # an example whose answer loss exceeds this counts as surprising
 
@@ -48,8 +49,10 @@ class DynamicsConfig:
             raise ValueError(f"DynamicsConfig sizes must be ints >= 1, got {sizes}")
         if self.spread_size > self.pool_size or self.grad_size > self.eval_size:
             raise ValueError(f"need spread_size <= pool_size and grad_size <= eval_size, got {sizes}")
-        if not (0 < self.filter_fraction < 1 and 0 < self.prune_fraction < 1):
-            raise ValueError("filter_fraction and prune_fraction must lie in (0, 1)")
+        if not (0 < self.filter_max_fraction < 1 and 0 < self.prune_fraction < 1):
+            raise ValueError("filter_max_fraction and prune_fraction must lie in (0, 1)")
+        if not self.filter_min_loss >= 0:
+            raise ValueError(f"filter_min_loss must be >= 0, got {self.filter_min_loss}")
         if not self.base_lr > 0 or not self.trusted_lr > 0 or self.min_lr_level > 0 or self.max_lr_level < 0:
             raise ValueError("base_lr and trusted_lr must be > 0, and min_lr_level <= 0 <= max_lr_level")
 
@@ -156,25 +159,25 @@ def train(ctx: Context, state: RepairState, env_ids: torch.Tensor, family_weight
     put_opt(state.opt, env_ids, opt)
 
 
-def pool_losses(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: str,
-                positions: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Answer loss ``[n, len(positions)]`` of the chosen pool positions (labels as trained on), under the
-    envs' parameters or under ``params`` (already taken for ``env_ids``)."""
-    ids = state.pool_ids[family][env_ids][:, positions]
-    corrupt = state.corrupt[family][env_ids][:, positions]
+def pool_scores(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: str,
+                params: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Answer loss and exact-match correctness ``[n, pool_size]`` of each env's whole pool of one family
+    (labels as trained on, noisy ones included), under the envs' parameters or under ``params`` (already
+    taken for ``env_ids``)."""
+    ids, corrupt = state.pool_ids[family][env_ids], state.corrupt[family][env_ids]
     params = take(state.params, env_ids) if params is None else params
     batch = ctx.suite.batch(family, ids, state.fact_tables[env_ids], corrupt).trim(ctx.suite.lengths[family])
     with torch.no_grad():
-        losses, _, _ = score_logits(forward(params, ctx.preset.model, batch.inputs), batch)
-    return torch.nan_to_num(losses, nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP)
+        losses, correct, _ = score_logits(forward(params, ctx.preset.model, batch.inputs), batch)
+    return torch.nan_to_num(losses, nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP), correct
 
 
 def trusted_copy(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> dict[str, torch.Tensor]:
     """A copy of some envs' parameters after ``trusted_steps`` fresh-AdamW steps on the trusted clean set.
 
-    Learned label noise can fit the pool so well that the model's own loss no longer tells the noisy
-    examples apart; a copy pulled towards clean data does (the "trusted data" idea of Hendrycks et al.,
-    2018). The envs' own parameters and optimizer are not touched.
+    Learned label noise can fit the pool so well that the model itself reproduces the noisy answers; a
+    copy pulled towards clean data does not (the "trusted data" idea of Hendrycks et al., 2018). The envs'
+    own parameters and optimizer are not touched.
     """
     dyn = ctx.dynamics
     params = take(state.params, env_ids)
@@ -188,20 +191,26 @@ def trusted_copy(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> dic
 
 
 def filter_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
-    """Drop the ``filter_fraction`` of every family's kept pool that a trusted-data copy of the model finds
-    most surprising (suspected noisy labels)."""
+    """Drop the pool examples whose labels a trusted-data copy of the model confidently disagrees with.
+
+    An example is dropped when the copy's greedy answer is not its label and the label's answer loss
+    exceeds ``filter_min_loss`` (a hard clean example the model has not learned yet is wrong but seldom
+    confidently so), highest loss first and at most ``filter_max_fraction`` of each family's pool. Every
+    pool is judged afresh: a later filter, after retraining, takes back clean examples dropped before.
+    """
     if env_ids.numel() == 0:
         return
-    all_positions = torch.arange(ctx.dynamics.pool_size, device=ctx.device)
-    ranker = trusted_copy(ctx, state, env_ids)
+    judge = trusted_copy(ctx, state, env_ids)
+    pool = ctx.dynamics.pool_size
+    budget = int(ctx.dynamics.filter_max_fraction * pool)
     for family in FAMILIES:
-        losses = pool_losses(ctx, state, env_ids, family, all_positions, ranker)
-        keep = state.keep[family][env_ids]
-        n_drop = (keep.sum(1).float() * ctx.dynamics.filter_fraction).floor().long()  # [n]
-        ranked = torch.where(keep, losses, torch.full_like(losses, -1.0)).argsort(dim=1, descending=True, stable=True)
-        drop_rank = torch.arange(keep.shape[1], device=ctx.device)[None] < n_drop[:, None]
-        drop = torch.zeros_like(keep).scatter(1, ranked, drop_rank)
-        state.keep[family][env_ids] = keep & ~drop
+        losses, correct = pool_scores(ctx, state, env_ids, family, judge)
+        suspect = ~correct & (losses > ctx.dynamics.filter_min_loss)
+        suspicion = torch.where(suspect, losses, torch.full_like(losses, -1.0))
+        ranked = suspicion.argsort(dim=1, descending=True, stable=True)
+        within_budget = torch.zeros_like(correct).scatter(
+            1, ranked, (torch.arange(pool, device=ctx.device) < budget).expand_as(ranked))
+        state.keep[family][env_ids] = ~(suspect & within_budget)
 
 
 def restore_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
