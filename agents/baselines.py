@@ -2,10 +2,11 @@
 
 ``NoOpPolicy`` stops at once (the return of leaving the model as it is). ``RandomPolicy`` picks actions
 uniformly. ``OraclePolicy`` reads ``info["fault"]`` (hidden from the observation) and applies the repair
-the fault table names: lower a misconfigured lr, filter a noisy pool (``n_filters`` times, before any
-training), and train the one family that is broken (or all, when several are). It stops when every family is back within
-``tolerance`` of its healthy accuracy, or rolls back and stops when ``patience`` training steps in a row
-did not raise the score.
+the fault table names: lower a misconfigured lr; for a noisy pool, filter it before any training, lower
+the lr one level (at the default lr even a healthy model drifts off some answers) and filter again after
+``refilter_after`` training actions (the retrained model's copy judges better); and train the one family
+that is broken (or all, when several are). It stops when every family is back within ``tolerance`` of its
+healthy accuracy, or rolls back and stops when ``patience`` training steps in a row did not raise the score.
 All take the batched observation and info of a vector env and return one action per env.
 """
 
@@ -46,24 +47,29 @@ class RandomPolicy:
 class OraclePolicy:
     """The scripted repair for each fault type, with privileged access to ``info["fault"]``."""
 
+    DEFAULT_LOG10_LR = -3.0  # lr level 0 of the env's default dynamics
+    LR_STEP = 0.5  # one lr_down, in log10
+
     def __init__(self, action_names: list[str], feature_names: list[str], tolerance: float = 0.02,
-                 patience: int = 6, n_filters: int = 2) -> None:
+                 patience: int = 6, n_filters: int = 2, refilter_after: int = 8) -> None:
         self.index = {name: i for i, name in enumerate(action_names)}
         self.lr_feature = feature_names.index("log10_lr")
-        self.tolerance, self.patience, self.n_filters = tolerance, patience, n_filters
+        self.tolerance, self.patience = tolerance, patience
+        self.n_filters, self.refilter_after = n_filters, refilter_after
         self.best: np.ndarray | None = None
         self.stale: np.ndarray | None = None
         self.filters: np.ndarray | None = None
+        self.trainings: np.ndarray | None = None
         self.trained: np.ndarray | None = None
 
     def reset(self, env_mask: np.ndarray) -> None:
         if self.best is None or len(self.best) != len(env_mask):
-            self.best = np.full(len(env_mask), -np.inf)
-            self.stale = np.zeros(len(env_mask), dtype=int)
-            self.filters = np.zeros(len(env_mask), dtype=int)
-            self.trained = np.zeros(len(env_mask), dtype=bool)
+            n = len(env_mask)
+            self.best = np.full(n, -np.inf)
+            self.stale, self.filters, self.trainings = (np.zeros(n, dtype=int) for _ in range(3))
+            self.trained = np.zeros(n, dtype=bool)
         self.best[env_mask], self.stale[env_mask], self.filters[env_mask] = -np.inf, 0, 0
-        self.trained[env_mask] = False
+        self.trainings[env_mask], self.trained[env_mask] = 0, False
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         actions = np.empty(len(obs), dtype=np.int64)
@@ -83,12 +89,18 @@ class OraclePolicy:
         self.trained[i] = False
         if fault == "none" or repaired or self.stale[i] > self.patience:
             return "rollback" if score < self.best[i] - 1e-9 and not repaired else "stop"
-        if fault == "bad_hparams" and obs[self.lr_feature] > -3 + 1e-3:
+        log_lr = obs[self.lr_feature]
+        if fault == "bad_hparams" and log_lr > self.DEFAULT_LOG10_LR + 1e-3:
             return "lr_down"
-        if fault == "label_noise" and self.filters[i] < self.n_filters:
-            self.filters[i] += 1
-            return "filter_noisy"
+        if fault == "label_noise":
+            due = self.trainings[i] >= self.refilter_after * self.filters[i]
+            if self.filters[i] < self.n_filters and due:
+                self.filters[i] += 1
+                return "filter_noisy"
+            if log_lr > self.DEFAULT_LOG10_LR - self.LR_STEP + 1e-3:
+                return "lr_down"
         self.trained[i] = True
+        self.trainings[i] += 1
         worst = int(np.argmax(deficit))
         others = np.delete(deficit, worst)
         return f"train_{FAMILIES[worst]}" if others.max() <= self.tolerance else "train_all"

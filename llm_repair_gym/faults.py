@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from llm_repair_gym.dynamics import Context, lr_of_level, train
-from llm_repair_gym.state import RepairState
+from llm_repair_gym.dynamics import Context, lr_of_level, train, validation_accuracy
+from llm_repair_gym.state import RepairState, take
 from llm_repair_gym.tasks import FAMILIES
 
 Injector = Callable[[Context, RepairState, torch.Tensor, torch.Tensor, torch.Tensor], None]
@@ -32,7 +32,7 @@ class Fault:
     severity_high: float
     integer_severity: bool
     inject: Injector
-    inject_steps: int = 0  # fine-tuning steps the injection takes (batch of ``batch_size``)
+    inject_steps: int = 0  # fine-tuning steps the injection takes (batch of ``batch_size``; label_noise: at most)
     inject_lr: float = 0.0  # and their AdamW lr (bad_hparams: its own misconfigured lr)
     first_block_severity: tuple[float, float] | None = None  # block faults: block 0's range; deeper blocks
     # interpolate linearly to (severity_low, severity_high) at the last block (early blocks are more fragile)
@@ -78,16 +78,38 @@ def _inject_weight_noise(ctx, state, env_ids, target, severity) -> None:
                 p[ids] = w + sev.view_as(rms) * rms * noise
 
 
+LABEL_NOISE_ROUND = 20  # label_noise fine-tunes in rounds of this many steps...
+LABEL_NOISE_DROP = 0.3  # ...until the noisy family lost this much validation accuracy (or the steps run out)
+
+
+def _family_accuracy(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: torch.Tensor) -> torch.Tensor:
+    accuracy = validation_accuracy(ctx, take(state.params, env_ids), state.fact_tables[env_ids])
+    return accuracy.gather(1, family[:, None])[:, 0]
+
+
 def _inject_label_noise(ctx, state, env_ids, target, severity) -> None:
     """A ``severity`` fraction of family ``target``'s pool gets wrong answers; the model is fine-tuned on the
-    pool, 60% of each batch from the noisy family."""
+    pool, 60% of each batch from the noisy family, in rounds of ``LABEL_NOISE_ROUND`` steps until the noisy
+    family has lost ``LABEL_NOISE_DROP`` validation accuracy or the row's ``inject_steps`` are spent.
+
+    How much a model absorbs from the same noise varies a lot between draws (a fixed run cost 0.05 to 0.85);
+    a fault defined by its damage gives every episode something to repair.
+    """
     for index, family in enumerate(FAMILIES):
         ids, sev = env_ids[target == index], severity[target == index]
         if ids.numel():
             flip = state.rng.uniform(ids, (ctx.dynamics.pool_size,)) < sev[:, None]
             state.corrupt[family][ids] = flip
+    row = FAULTS[FAULT_NAMES.index("label_noise")]
     noisy_heavy = 0.2 + 0.4 * torch.nn.functional.one_hot(target, len(FAMILIES)).float()  # 60% noisy family
-    _fine_tune(ctx, state, env_ids, "label_noise", noisy_heavy)
+    goal = _family_accuracy(ctx, state, env_ids, target) - LABEL_NOISE_DROP
+    active = torch.ones_like(target, dtype=torch.bool)
+    for _ in range(0, row.inject_steps, LABEL_NOISE_ROUND):
+        lr = torch.full((int(active.sum()),), row.inject_lr, device=ctx.device)
+        train(ctx, state, env_ids[active], noisy_heavy[active], LABEL_NOISE_ROUND, lr=lr)
+        active[active.clone()] = _family_accuracy(ctx, state, env_ids[active], target[active]) > goal[active]
+        if not active.any():
+            break
 
 
 def _inject_fact_overwrite(ctx, state, env_ids, target, severity) -> None:
@@ -121,7 +143,7 @@ FAULTS: tuple[Fault, ...] = (
           first_block_severity=(1.15, 1.6)),
     Fault("label_noise", "fine-tuned on a pool in which a fraction (severity) of one family's answers were wrong",
           "filter the suspect examples, retrain", "family", 0.3, 0.45, False, _inject_label_noise,
-          inject_steps=60, inject_lr=1e-3),
+          inject_steps=200, inject_lr=1e-3),
     Fault("fact_overwrite", "a fraction (severity) of the facts was rewritten to wrong values and learned",
           "targeted retraining on facts without breaking the rest", "none", 0.45, 0.7, False,
           _inject_fact_overwrite, inject_steps=40, inject_lr=1e-3),

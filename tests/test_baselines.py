@@ -31,7 +31,7 @@ def test_runner_needs_disabled_autoreset(micro_env_kwargs):
 
 
 def test_oracle_follows_the_fault_table(env):
-    oracle = OraclePolicy(env.action_names, env.feature_names, n_filters=2)
+    oracle = OraclePolicy(env.action_names, env.feature_names, n_filters=2, refilter_after=3)
     names = env.action_names
     oracle.reset(np.ones(3, dtype=bool))
     obs = np.zeros((3, len(env.feature_names)), dtype=np.float32)
@@ -50,9 +50,12 @@ def test_oracle_follows_the_fault_table(env):
 
     assert step([0.5, 0.5, 0.8]) == ["stop", "lr_down", "filter_noisy"]
     obs[1, env.feature_names.index("log10_lr")] = -3.0
-    # several families broken: train all; one family broken: train it alone
-    assert step([0.5, 0.5, 0.8])[1:] == ["train_all", "filter_noisy"]
-    assert step([0.5, 0.6, 0.8])[2] == "train_logic"  # n_filters=2 filters first, then training
+    # several families broken: train all; noisy labels: filter, then retrain at a gentler lr
+    assert step([0.5, 0.5, 0.8])[1:] == ["train_all", "lr_down"]
+    obs[2, env.feature_names.index("log10_lr")] = -3.5
+    # one family broken: train it alone; the second filter comes after refilter_after trainings
+    assert [step([0.5, 0.6, 0.8])[2] for _ in range(4)] == ["train_logic"] * 3 + ["filter_noisy"]
+    assert step([0.5, 0.6, 0.8])[2] == "train_logic"
     for _ in range(oracle.patience + 1):  # training that no longer raises the score: patience runs out
         last = step([0.5, 0.6, 0.8])
     assert last[1] == "stop"
