@@ -3,10 +3,11 @@
 ``NoOpPolicy`` stops at once (the return of leaving the model as it is). ``RandomPolicy`` picks actions
 uniformly. ``OraclePolicy`` reads ``info["fault"]`` (hidden from the observation) and applies the repair
 the fault table names: lower a misconfigured lr; for a noisy pool, filter it before any training, lower
-the lr one level (at the default lr even a healthy model drifts off some answers) and filter again after
-``refilter_after`` training actions (the retrained model's copy judges better); and train the one family
-that is broken (or all, when several are). It stops when every family is back within ``tolerance`` of its
-healthy accuracy, or rolls back and stops when ``patience`` training steps in a row did not raise the score.
+the lr one level at once (at the default lr even a healthy model drifts off some answers) and filter again
+after ``refilter_after`` training actions (the retrained model's copy judges better); and train the one
+family that is broken (or all, when several are), one lr level lower once every family is within
+``settle_gap`` of healthy. It stops when every family is back within ``tolerance`` of its healthy
+accuracy, or rolls back and stops when ``patience`` training steps in a row did not raise the score.
 All take the batched observation and info of a vector env and return one action per env.
 """
 
@@ -51,11 +52,11 @@ class OraclePolicy:
     LR_STEP = 0.5  # one lr_down, in log10
 
     def __init__(self, action_names: list[str], feature_names: list[str], tolerance: float = 0.02,
-                 patience: int = 6, n_filters: int = 2, refilter_after: int = 8) -> None:
+                 patience: int = 6, n_filters: int = 2, refilter_after: int = 8, settle_gap: float = 0.1) -> None:
         self.index = {name: i for i, name in enumerate(action_names)}
         self.lr_feature = feature_names.index("log10_lr")
         self.tolerance, self.patience = tolerance, patience
-        self.n_filters, self.refilter_after = n_filters, refilter_after
+        self.n_filters, self.refilter_after, self.settle_gap = n_filters, refilter_after, settle_gap
         self.best: np.ndarray | None = None
         self.stale: np.ndarray | None = None
         self.filters: np.ndarray | None = None
@@ -97,8 +98,9 @@ class OraclePolicy:
             if self.filters[i] < self.n_filters and due:
                 self.filters[i] += 1
                 return "filter_noisy"
-            if log_lr > self.DEFAULT_LOG10_LR - self.LR_STEP + 1e-3:
-                return "lr_down"
+        gentle = fault == "label_noise" or deficit.max() <= self.settle_gap
+        if gentle and log_lr > self.DEFAULT_LOG10_LR - self.LR_STEP + 1e-3:
+            return "lr_down"
         self.trained[i] = True
         self.trainings[i] += 1
         worst = int(np.argmax(deficit))

@@ -141,8 +141,9 @@ FAULTS: tuple[Fault, ...] = (
     Fault("weight_noise", "Gaussian noise (severity x RMS) added to one block's weight matrices",
           "find the block; re-initialize or retrain it", "block", 2.0, 3.0, False, _inject_weight_noise,
           first_block_severity=(1.15, 1.6)),
-    Fault("label_noise", "fine-tuned on a pool in which a fraction (severity) of one family's answers were wrong",
-          "filter the suspect examples, retrain", "family", 0.3, 0.45, False, _inject_label_noise,
+    Fault("label_noise", "fine-tuned on a pool in which a fraction (severity) of one family's answers were wrong, "
+          f"until that family lost {LABEL_NOISE_DROP} accuracy",
+          "filter the suspect examples, retrain at a gentler lr", "family", 0.3, 0.45, False, _inject_label_noise,
           inject_steps=200, inject_lr=1e-3),
     Fault("fact_overwrite", "a fraction (severity) of the facts was rewritten to wrong values and learned",
           "targeted retraining on facts without breaking the rest", "none", 0.45, 0.7, False,

@@ -60,3 +60,18 @@ def test_oracle_follows_the_fault_table(env):
         last = step([0.5, 0.6, 0.8])
     assert last[1] == "stop"
     assert step([0.5, 0.55, 0.8])[1] == "rollback"  # worse than the best seen: go back to it first
+
+
+def test_oracle_settles_at_a_gentler_lr_near_healthy(env):
+    oracle = OraclePolicy(env.action_names, env.feature_names, settle_gap=0.1)
+    oracle.reset(np.ones(2, dtype=bool))
+    lr = env.feature_names.index("log10_lr")
+    obs = np.zeros((2, len(env.feature_names)), dtype=np.float32)
+    obs[:, lr] = -3.0
+    info = {"fault": {"type": np.array(["weight_noise"] * 2, dtype=object)}, "score": np.array([0.9, 0.7]),
+            "healthy_accuracy": {f: np.ones(2) for f in ("syntax", "logic", "fact")},
+            "accuracy": {"syntax": np.array([0.92, 0.4]), "logic": np.ones(2), "fact": np.ones(2)}}
+    names = [env.action_names[i] for i in oracle.act(obs, info)]
+    assert names == ["lr_down", "train_syntax"]  # close to healthy: finish at a gentler lr; far: train at once
+    obs[0, lr] = -3.5
+    assert env.action_names[oracle.act(obs, info)[0]] == "train_syntax"
