@@ -102,6 +102,24 @@ def test_bad_kwargs_are_rejected(micro, kwargs, message):
         LLMRepairVectorEnv(**args)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"pool_size": 0}, "sizes"), ({"grad_size": 99}, "grad_size"), ({"filter_max_fraction": 1.0}, "filter_max"),
+    ({"filter_min_loss": -0.1}, "filter_min_loss"), ({"trusted_lr": 0.0}, "trusted_lr"),
+])
+def test_bad_dynamics_are_rejected(kwargs, message):
+    from llm_repair_gym.dynamics import DynamicsConfig
+
+    with pytest.raises(ValueError, match=message):
+        DynamicsConfig(**kwargs)
+
+
+def test_trusted_set_must_fit_the_training_split(micro):
+    from llm_repair_gym.dynamics import DynamicsConfig
+
+    with pytest.raises(ValueError, match="trusted_size"):
+        LLMRepairVectorEnv(**{**micro, "dynamics": DynamicsConfig(trusted_size=100_000)})
+
+
 def test_divergence_is_reported_penalised_and_recoverable(micro):
     env = vector(micro, n=2, faults=["none"])
     env.reset(seed=0)

@@ -83,6 +83,8 @@ class LLMRepairVectorEnv(VectorEnv):
         if min(ids.numel() for ids in eval_ids.values()) < dyn.eval_size:
             raise ValueError(f"eval_size {dyn.eval_size} exceeds a validation split")
         trusted_ids = {f: suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
+        if min(ids.numel() for ids in trusted_ids.values()) < dyn.trusted_size:
+            raise ValueError(f"trusted_size {dyn.trusted_size} exceeds a training split")
         self.ctx = Context(self.preset, suite, zoo.params, zoo.fact_tables, dyn, eval_ids, trusted_ids)
         self._zoo_accuracy = validation_accuracy(self.ctx, zoo.params, zoo.fact_tables)  # healthy, per zoo model
         self.group_names = group_names(self.preset.model)
