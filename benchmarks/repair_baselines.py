@@ -4,7 +4,10 @@ Columns: ``drop@reset`` mean worst-family accuracy deficit right after the fault
 of episodes where it is at least 0.25, ``oracle gap`` the oracle's remaining worst-family deficit at the
 end, ``gap<=.05`` the share of episodes it repairs to within 0.05, ``steps`` the oracle's episode length.
 
-    python benchmarks/repair_baselines.py --episodes 100 --num-envs 20 --seed 1000
+    python benchmarks/repair_baselines.py --episodes 100 --num-envs 25 --seed 1000
+
+Episode ``k`` starts from instance ``k`` of the bank's test split (wrapping around it) with seed
+``seed + k``; ``--instances live`` injects a fresh fault from the seed instead (slow resets).
 
 Evidence that the problem is worth solving: the oracle (privileged: it reads ``info["fault"]``) should
 earn far more than no-op and random, and bring each fault back near healthy accuracy. Also checks the
@@ -25,6 +28,8 @@ from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
 from llm_repair_gym.evaluation import EpisodeRecord, run_episodes
 from llm_repair_gym.faults import FAULT_NAMES
+from llm_repair_gym.instances import INSTANCE_MODES
+from llm_repair_gym.precision import PRECISIONS
 from llm_repair_gym.tasks import FAMILIES
 
 
@@ -48,16 +53,21 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--num-envs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1000, help="episode k uses seed + k")
+    parser.add_argument("--instances", default="test", choices=INSTANCE_MODES)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
-    env = LLMRepairVectorEnv(num_envs=args.num_envs, device=args.device, autoreset_mode="Disabled")
+    env = LLMRepairVectorEnv(num_envs=args.num_envs, device=args.device, autoreset_mode="Disabled",
+                             instances=args.instances, precision=args.precision)
     seeds = [args.seed + k for k in range(args.episodes)]
+    instances = None if env.bank is None else [k % env.bank.size for k in range(args.episodes)]
     names = env.action_names
     policies = {"noop": NoOpPolicy(names), "random": RandomPolicy(names, seed=args.seed),
                 "oracle": OraclePolicy(names, env.feature_names)}
-    results = {name: run_episodes(env, policy, seeds, desc=name) for name, policy in policies.items()}
+    results = {name: run_episodes(env, policy, seeds, desc=name, instances=instances)
+               for name, policy in policies.items()}
 
     print(f"\n{args.episodes} episodes, seeds {seeds[0]}..{seeds[-1]}; return = mean ± 95% CI half-width")
     print(f"{'fault':<15}{'n':>4}{'drop@reset':>11}{'drop>=.25':>10}{'oracle gap':>11}{'gap<=.05':>9}"

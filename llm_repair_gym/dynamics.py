@@ -1,20 +1,23 @@
 """What can be done to a batch of models, for a chosen subset of envs at a time.
 
 Every operation takes ``env_ids`` (the envs it applies to) and changes only their entries of the
-``RepairState``; actions and fault injections are built from these pieces. Nothing loops over envs.
+``RepairState``; actions and fault injections are built from these pieces. Nothing loops over envs, and
+nothing waits for the device: what decides the shape of the work (which envs, which family mix, which
+block) is known on the host before the call, so a step runs without a host synchronisation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from llm_repair_gym.metrics import score_logits
-from llm_repair_gym.model import forward, init_params, param_group, param_shapes
+from llm_repair_gym.model import ParamLayout, forward, is_block_matrix
 from llm_repair_gym.optim import init_state
 from llm_repair_gym.presets import Preset
-from llm_repair_gym.state import RepairState, put, put_opt, take, take_opt
+from llm_repair_gym.state import RepairState
 from llm_repair_gym.tasks import FAMILIES, Batch, TaskSuite
 from llm_repair_gym.training import train_step
 
@@ -63,15 +66,20 @@ class Context:
 
     preset: Preset
     suite: TaskSuite
-    zoo_params: dict[str, torch.Tensor]
-    zoo_fact_tables: torch.Tensor
+    zoo_params: torch.Tensor  # [M, P] flat parameters of the zoo's models
+    zoo_fact_tables: torch.Tensor  # [M, K]
     dynamics: DynamicsConfig
     eval_ids: dict[str, torch.Tensor]  # family -> [E] validation ids
     trusted_ids: dict[str, torch.Tensor]  # family -> [K] training ids whose labels are known to be clean
+    chunk_envs: int = 256  # model work runs on at most this many envs at a time (bounds activation memory)
 
     @property
     def device(self) -> torch.device:
         return self.zoo_fact_tables.device
+
+    @property
+    def layout(self) -> ParamLayout:
+        return ParamLayout.of(self.preset.model)
 
 
 @dataclass
@@ -88,21 +96,33 @@ class Measurement:
     crashed: torch.Tensor  # [n] bool
 
 
+UNIFORM_MIX: tuple[float, ...] = tuple(1 / len(FAMILIES) for _ in FAMILIES)
+
+
+def one_family_mix(family: int, share: float = 1.0) -> tuple[float, ...]:
+    """A family mix with ``share`` of every batch from ``family`` and the rest split evenly."""
+    rest = (1 - share) / (len(FAMILIES) - 1) if len(FAMILIES) > 1 else 0.0
+    return tuple(share if i == family else rest for i in range(len(FAMILIES)))
+
+
+def family_counts(mix: tuple[float, ...], batch_size: int) -> tuple[int, ...]:
+    """Examples per family in a batch of ``batch_size`` drawn with family weights ``mix`` (rounded cumulatively)."""
+    bounds, total = [], 0.0
+    for weight in mix:
+        total += weight
+        bounds.append(round(total * batch_size))
+    bounds[-1] = batch_size
+    return tuple(b - a for a, b in zip([0, *bounds[:-1]], bounds))
+
+
 def lr_of_level(ctx: Context, level: torch.Tensor) -> torch.Tensor:
     return ctx.dynamics.base_lr * torch.pow(10.0, level.to(torch.float32) / 2)
 
 
-def reset_optimizer(state: RepairState, env_ids: torch.Tensor, group: int | None = None) -> None:
+def reset_optimizer(ctx: Context, state: RepairState, env_ids: torch.Tensor, group: int | None = None) -> None:
     """Zero the optimizer moments and step counts of some envs (one parameter group, or all)."""
-    for name in state.params:
-        if group is not None and param_group(name) % state.opt.step.shape[1] != group:
-            continue
-        for buffers in (state.opt.momentum_buffer, state.opt.exp_avg, state.opt.exp_avg_sq):
-            buffers[name][env_ids] = 0
-    if group is None:
-        state.opt.step[env_ids] = 0
-    else:
-        state.opt.step[env_ids, group] = 0
+    columns = slice(None) if group is None else ctx.layout.group_span(group)
+    state.opt.clear(env_ids, columns, group)
 
 
 def sample_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: str,
@@ -117,76 +137,70 @@ def sample_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor, family:
     return ids, corrupt
 
 
-def mixed_batch(ctx: Context, state: RepairState, env_ids: torch.Tensor, family_weights: torch.Tensor,
-                fact_tables: torch.Tensor) -> Batch:
-    """One training batch per env whose family mix follows ``family_weights [n, F]`` (rows sum to 1).
-
-    The batch is cut to the longest family that any env of the call trains on (only padding is cut).
-    """
-    b = ctx.dynamics.batch_size
-    per_family = []
-    for family in FAMILIES:
-        ids, corrupt = sample_pool(ctx, state, env_ids, family, b)
-        per_family.append(ctx.suite.batch(family, ids, fact_tables, corrupt))
-    bounds = (family_weights.cumsum(1) * b).round()  # [n, F]
-    slots = torch.arange(b, device=ctx.device)
-    slot_family = (slots[None, :, None] >= bounds[:, None, :]).sum(-1).clamp_max(len(FAMILIES) - 1)  # [n, B]
-    pick = slot_family[None, :, :, None]
-
-    def choose(field: str) -> torch.Tensor:
-        stacked = torch.stack([getattr(x, field) for x in per_family])  # [F, n, B, T]
-        return stacked.gather(0, pick.expand(1, *stacked.shape[1:]))[0]
-
-    present = (family_weights > 0).any(0).tolist()
-    length = max(ctx.suite.lengths[f] for f, used in zip(FAMILIES, present) if used)
-    return Batch(choose("inputs"), choose("targets"), choose("answer_mask")).trim(length)
+def pool_batches(ctx: Context, state: RepairState, env_ids: torch.Tensor, counts: tuple[int, ...],
+                 fact_tables: torch.Tensor) -> list[Batch]:
+    """One training batch per env from its kept pool: ``counts[f]`` examples of family ``f``, one part per
+    family present, each cut to its family's length."""
+    parts = []
+    for family, count in zip(FAMILIES, counts):
+        if count:
+            ids, corrupt = sample_pool(ctx, state, env_ids, family, count)
+            parts.append(ctx.suite.batch(family, ids, fact_tables, corrupt))
+    return parts
 
 
-def train(ctx: Context, state: RepairState, env_ids: torch.Tensor, family_weights: torch.Tensor,
-          steps: int, fact_tables: torch.Tensor | None = None, lr: torch.Tensor | None = None) -> None:
-    """``steps`` optimizer steps for some envs on their pools (or on ``fact_tables``, at ``lr``)."""
-    if env_ids.numel() == 0:
-        return
-    tables = state.fact_tables[env_ids] if fact_tables is None else fact_tables
-    params, opt = take(state.params, env_ids), take_opt(state.opt, env_ids)
-    if lr is not None:
-        opt.lr = lr
-    for _ in range(steps):
-        train_step(params, ctx.preset.model, opt, mixed_batch(ctx, state, env_ids, family_weights, tables))
-    if lr is not None:
-        opt.lr = state.opt.lr[env_ids]
-    put(state.params, env_ids, params)
-    put_opt(state.opt, env_ids, opt)
+def chunks(ctx: Context, env_ids: torch.Tensor) -> list[tuple[slice, torch.Tensor]]:
+    """``env_ids`` in runs of at most ``ctx.chunk_envs`` (positions within ``env_ids``, and the ids)."""
+    n, size = env_ids.numel(), ctx.chunk_envs
+    return [(slice(start, start + size), env_ids[start:start + size]) for start in range(0, n, size)]
+
+
+def train(ctx: Context, state: RepairState, env_ids: torch.Tensor, mix: tuple[float, ...], steps: int,
+          fact_tables: torch.Tensor | None = None, lr: float | None = None) -> None:
+    """``steps`` optimizer steps for some envs on their pools, every batch drawn with family weights ``mix``
+    (on ``fact_tables [n, K]`` instead of the true facts, or at ``lr`` instead of the envs' own, where given)."""
+    counts = family_counts(mix, ctx.dynamics.batch_size)
+    for rows, ids in chunks(ctx, env_ids):
+        tables = state.fact_tables[ids] if fact_tables is None else fact_tables[rows]
+        params, opt = state.params[ids], state.opt.take(ids)
+        if lr is not None:
+            opt.lr = torch.full_like(opt.lr, lr)
+        for _ in range(steps):
+            train_step(params, ctx.preset.model, opt, pool_batches(ctx, state, ids, counts, tables))
+        if lr is not None:
+            opt.lr = state.opt.lr[ids]
+        state.params[ids] = params
+        state.opt.put(ids, opt)
 
 
 def pool_scores(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: str,
-                params: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                params: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Answer loss and exact-match correctness ``[n, pool_size]`` of each env's whole pool of one family
-    (labels as trained on, noisy ones included), under the envs' parameters or under ``params`` (already
-    taken for ``env_ids``)."""
+    (labels as trained on, noisy ones included), under the envs' parameters or under flat ``params``
+    (already taken for ``env_ids``)."""
     ids, corrupt = state.pool_ids[family][env_ids], state.corrupt[family][env_ids]
-    params = take(state.params, env_ids) if params is None else params
-    batch = ctx.suite.batch(family, ids, state.fact_tables[env_ids], corrupt).trim(ctx.suite.lengths[family])
+    params = state.params[env_ids] if params is None else params
+    batch = ctx.suite.batch(family, ids, state.fact_tables[env_ids], corrupt)
     with torch.no_grad():
-        losses, correct, _ = score_logits(forward(params, ctx.preset.model, batch.inputs), batch)
+        logits = forward(ctx.layout.views(params), ctx.preset.model, batch.inputs)
+        losses, correct, _ = score_logits(logits, batch)
     return torch.nan_to_num(losses, nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP), correct
 
 
-def trusted_copy(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A copy of some envs' parameters after ``trusted_steps`` fresh-AdamW steps on the trusted clean set.
+def trusted_copy(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> torch.Tensor:
+    """A copy ``[n, P]`` of some envs' parameters after ``trusted_steps`` fresh-AdamW steps on the trusted set.
 
     Learned label noise can fit the pool so well that the model itself reproduces the noisy answers; a
     copy pulled towards clean data does not (the "trusted data" idea of Hendrycks et al., 2018). The envs'
     own parameters and optimizer are not touched.
     """
     dyn = ctx.dynamics
-    params = take(state.params, env_ids)
+    params = state.params[env_ids]
     opt = init_state(params, ctx.preset.model.n_groups, "adamw", dyn.trusted_lr)
     tables = state.fact_tables[env_ids]
-    batch = Batch.cat([ctx.suite.batch(f, ctx.trusted_ids[f].expand(env_ids.numel(), -1), tables)
-                       for f in FAMILIES])
+    parts = [ctx.suite.batch(f, ctx.trusted_ids[f].expand(env_ids.numel(), -1), tables) for f in FAMILIES]
     for _ in range(dyn.trusted_steps):
-        train_step(params, ctx.preset.model, opt, batch)
+        train_step(params, ctx.preset.model, opt, parts)
     return params
 
 
@@ -198,19 +212,18 @@ def filter_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None
     confidently so), highest loss first and at most ``filter_max_fraction`` of each family's pool. Every
     pool is judged afresh: a later filter, after retraining, takes back clean examples dropped before.
     """
-    if env_ids.numel() == 0:
-        return
-    judge = trusted_copy(ctx, state, env_ids)
     pool = ctx.dynamics.pool_size
     budget = int(ctx.dynamics.filter_max_fraction * pool)
-    for family in FAMILIES:
-        losses, correct = pool_scores(ctx, state, env_ids, family, judge)
-        suspect = ~correct & (losses > ctx.dynamics.filter_min_loss)
-        suspicion = torch.where(suspect, losses, torch.full_like(losses, -1.0))
-        ranked = suspicion.argsort(dim=1, descending=True, stable=True)
-        within_budget = torch.zeros_like(correct).scatter(
-            1, ranked, (torch.arange(pool, device=ctx.device) < budget).expand_as(ranked))
-        state.keep[family][env_ids] = ~(suspect & within_budget)
+    for _, ids in chunks(ctx, env_ids):
+        judge = trusted_copy(ctx, state, ids)
+        for family in FAMILIES:
+            losses, correct = pool_scores(ctx, state, ids, family, judge)
+            suspect = ~correct & (losses > ctx.dynamics.filter_min_loss)
+            suspicion = torch.where(suspect, losses, torch.full_like(losses, -1.0))
+            ranked = suspicion.argsort(dim=1, descending=True, stable=True)
+            within_budget = torch.zeros_like(correct).scatter(
+                1, ranked, (torch.arange(pool, device=ctx.device) < budget).expand_as(ranked))
+            state.keep[family][ids] = ~(suspect & within_budget)
 
 
 def restore_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
@@ -223,59 +236,50 @@ def reinit_block(ctx: Context, state: RepairState, env_ids: torch.Tensor, block:
     """Fresh GPT-2 initialisation of one transformer block, drawn from each env's own stream."""
     if env_ids.numel() == 0:
         return
-    cfg = ctx.preset.model
-    shapes = param_shapes(cfg)
-    names = [name for name in shapes if name.startswith(f"h.{block}.")]
-    fresh = init_params(cfg, 1, torch.Generator().manual_seed(0), ctx.device, names)  # LN/bias constants
-    for name in names:
-        value = fresh[name].expand(env_ids.numel(), *shapes[name]).clone()
-        if name.endswith(".weight") and "ln_" not in name:
-            std = cfg.initializer_range / (2 * cfg.n_layer) ** 0.5 if name.endswith("c_proj.weight") \
-                else cfg.initializer_range
-            value = state.rng.normal(env_ids, shapes[name]) * std
-        state.params[name][env_ids] = value
-    reset_optimizer(state, env_ids, group=1 + block)
+    columns = ctx.layout.group_span(1 + block)
+    constant, std = ctx.layout.init_columns(ctx.preset.model, ctx.device)
+    draw = state.rng.normal(env_ids, (columns.stop - columns.start,))
+    state.params[env_ids, columns] = constant[columns] + std[columns] * draw
+    reset_optimizer(ctx, state, env_ids, group=1 + block)
 
 
 def prune(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
     """Zero the smallest-magnitude ``prune_fraction`` of the remaining weights of every block matrix."""
     if env_ids.numel() == 0:
         return
-    for name, p in state.params.items():
-        if not name.startswith("h.") or not name.endswith(".weight") or ".ln_" in name:
+    layout = ctx.layout
+    flat = state.params[env_ids]
+    for name in layout.names:
+        if not is_block_matrix(name):
             continue
-        w = p[env_ids].flatten(1)
+        w = flat[:, layout.span(name)]
         zero_frac = (w == 0).float().mean(1)
         target = zero_frac + ctx.dynamics.prune_fraction * (1 - zero_frac)
         k = (target * w.shape[1]).long().clamp(1, w.shape[1])
         threshold = w.abs().sort(1).values.gather(1, (k - 1)[:, None])
-        pruned = torch.where(w.abs() <= threshold, torch.zeros_like(w), w)
-        p[env_ids] = pruned.view(-1, *p.shape[1:])
+        w.masked_fill_(w.abs() <= threshold, 0.0)
+    state.params[env_ids] = flat
 
 
 def rollback(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
     """Return to the best snapshot of the episode and clear the optimizer moments."""
-    for name, p in state.params.items():
-        p[env_ids] = state.snapshot[name][env_ids]
-    reset_optimizer(state, env_ids)
+    state.params[env_ids] = state.snapshot[env_ids]
+    reset_optimizer(ctx, state, env_ids)
 
 
 def is_nonfinite(state: RepairState, env_ids: torch.Tensor) -> torch.Tensor:
     """``[n]`` bool: some parameter of the env is NaN or infinite."""
-    bad = torch.zeros(env_ids.numel(), dtype=torch.bool, device=env_ids.device)
-    for p in state.params.values():
-        bad |= ~torch.isfinite(p[env_ids].flatten(1)).all(1)
-    return bad
+    return ~torch.isfinite(state.params[env_ids]).all(1)
 
 
 @torch.no_grad()
-def validation_accuracy(ctx: Context, params: dict[str, torch.Tensor], fact_tables: torch.Tensor) -> torch.Tensor:
-    """Exact match ``[n, F]`` on the fixed validation examples of models ``params`` (e.g. the zoo's)."""
+def validation_accuracy(ctx: Context, params: torch.Tensor, fact_tables: torch.Tensor) -> torch.Tensor:
+    """Exact match ``[n, F]`` on the fixed validation examples of flat models ``params [n, P]`` (e.g. the zoo's)."""
+    views = ctx.layout.views(params)
     out = []
     for family in FAMILIES:
-        ids = ctx.eval_ids[family].expand(fact_tables.shape[0], -1)
-        batch = ctx.suite.batch(family, ids, fact_tables).trim(ctx.suite.lengths[family])
-        out.append(score_logits(forward(params, ctx.preset.model, batch.inputs), batch)[1].float().mean(-1))
+        batch = ctx.suite.batch(family, ctx.eval_ids[family].expand(fact_tables.shape[0], -1), fact_tables)
+        out.append(score_logits(forward(views, ctx.preset.model, batch.inputs), batch)[1].float().mean(-1))
     return torch.stack(out, 1)
 
 
@@ -286,49 +290,49 @@ def measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measurem
     together (cut to the family's length); the gradient norms come from one backward on the first
     ``grad_size`` validation examples of every family.
     """
-    cfg, dyn = ctx.preset.model, ctx.dynamics
-    n, n_groups = env_ids.numel(), cfg.n_groups
-    params = take(state.params, env_ids)
+    parts = [_measure(ctx, state, ids) for _, ids in chunks(ctx, env_ids)]
+    if len(parts) <= 1:
+        return parts[0] if parts else _measure(ctx, state, env_ids)
+    return Measurement(**{f.name: torch.cat([getattr(p, f.name) for p in parts])
+                          for f in dataclasses.fields(Measurement)})
+
+
+def _measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measurement:
+    cfg, dyn, layout = ctx.preset.model, ctx.dynamics, ctx.layout
+    n = env_ids.numel()
+    params = state.params[env_ids]
+    views = layout.views(params)
     tables = state.fact_tables[env_ids]
     spread = slice(0, dyn.spread_size)
-    val_loss, val_correct, pool_loss, grad_batches = [], [], [], []
+    val_loss, val_correct, pool_loss, grad_parts = [], [], [], []
     for family in FAMILIES:
-        length = ctx.suite.lengths[family]
         eval_ids = ctx.eval_ids[family].expand(n, -1)
         pool_ids = state.pool_ids[family][env_ids][:, spread]
         clean = torch.zeros_like(eval_ids, dtype=torch.bool)
         corrupt = torch.cat([clean, state.corrupt[family][env_ids][:, spread]], 1)
-        batch = ctx.suite.batch(family, torch.cat([eval_ids, pool_ids], 1), tables, corrupt).trim(length)
+        batch = ctx.suite.batch(family, torch.cat([eval_ids, pool_ids], 1), tables, corrupt)
         with torch.no_grad():
-            losses, correct, _ = score_logits(forward(params, cfg, batch.inputs), batch)
+            losses, correct, _ = score_logits(forward(views, cfg, batch.inputs), batch)
         val_loss.append(losses[:, :dyn.eval_size])
         val_correct.append(correct[:, :dyn.eval_size])
         pool_loss.append(torch.nan_to_num(losses[:, dyn.eval_size:], nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP))
-        grad_batches.append(ctx.suite.batch(family, eval_ids[:, :dyn.grad_size], tables))
-    grad_batch = Batch.cat(grad_batches)
-    leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+        grad_parts.append(ctx.suite.batch(family, eval_ids[:, :dyn.grad_size], tables))
+    leaf = params.detach().requires_grad_()
     with torch.enable_grad():
-        grad_loss, _, _ = score_logits(forward(leaves, cfg, grad_batch.inputs), grad_batch)
-        grads = torch.autograd.grad(grad_loss.mean(1).sum(), list(leaves.values()))
+        leaf_views = layout.views(leaf)
+        grad_loss = torch.cat([score_logits(forward(leaf_views, cfg, part.inputs), part)[0] for part in grad_parts], 1)
+        (grad,) = torch.autograd.grad(grad_loss.mean(1).sum(), leaf)
+    spans = [layout.group_span(g) for g in range(layout.n_groups)]
+    grad_sq = torch.stack([grad[:, span].pow(2).sum(1) for span in spans], 1)  # [n, G]
+    weight_sq = torch.stack([params[:, span].pow(2).sum(1) for span in spans], 1)
+    matrix = layout.matrix_columns(ctx.device)
+    sparsity = ((params == 0) & matrix).sum(1) / matrix.sum().clamp_min(1)
     example_loss = torch.stack(val_loss, 1)  # [n, F, E]
     correct = torch.stack(val_correct, 1)
-    grad_sq = torch.zeros(n, n_groups, device=ctx.device)
-    weight_sq = torch.zeros_like(grad_sq)
-    weight_count = torch.zeros(n_groups, device=ctx.device)
-    zeros = torch.zeros(n, device=ctx.device)
-    matrix_count = 0
-    for (name, p), g in zip(params.items(), grads):
-        group = param_group(name) % n_groups
-        grad_sq[:, group] += g.flatten(1).pow(2).sum(1)
-        weight_sq[:, group] += p.flatten(1).pow(2).sum(1)
-        weight_count[group] += p[0].numel()
-        if name.startswith("h.") and name.endswith(".weight") and ".ln_" not in name:
-            zeros += (p.flatten(1) == 0).sum(1)
-            matrix_count += p[0].numel()
     train_losses = torch.stack(pool_loss, 1)  # [n, F, spread]
     kept = torch.stack([state.keep[f][env_ids][:, spread] for f in FAMILIES], 1).float()
     n_kept = kept.sum(-1).clamp_min(1)
-    crashed = is_nonfinite(state, env_ids) | ~torch.isfinite(example_loss).all(-1).all(-1)
+    crashed = ~torch.isfinite(params).all(1) | ~torch.isfinite(example_loss).all(-1).all(-1)
     val_accuracy = torch.where(crashed[:, None], 0.0, correct.float().mean(-1))
     return Measurement(
         val_accuracy=val_accuracy,
@@ -336,7 +340,7 @@ def measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measurem
         train_loss=(train_losses * kept).sum(-1) / n_kept,
         loss_spread=((train_losses > dyn.surprise_loss).float() * kept).sum(-1) / n_kept,
         grad_norm=torch.nan_to_num(grad_sq.sqrt(), nan=1e6, posinf=1e6),
-        weight_rms=torch.nan_to_num((weight_sq / weight_count).sqrt(), nan=1e6, posinf=1e6),
-        sparsity=zeros / max(matrix_count, 1),
+        weight_rms=torch.nan_to_num((weight_sq / layout.group_sizes(ctx.device)).sqrt(), nan=1e6, posinf=1e6),
+        sparsity=sparsity,
         crashed=crashed,
     )

@@ -1,9 +1,12 @@
 """Run a policy over a list of seeded episodes on a vector env and collect one record per episode.
 
-Every episode ``k`` starts from ``reset(seed=seeds[k])``, whatever the policy, so policies are compared
-on exactly the same faulted models. ``held_out_seeds`` names evaluation episodes that training never
-meets: training resets draw seeds below 2**31 (and autoresets draw fresh 62-bit ones), evaluation uses
-seeds from 2**40 on.
+Every episode ``k`` starts from ``reset(seed=seeds[k])`` (and, where given, from bank instance
+``instances[k]``), whatever the policy, so policies are compared on exactly the same faulted models.
+Evaluation is held out twice over: its episodes start from the instance bank's ``test`` split, whose
+instances training (on ``train``) never meets, and ``held_out_seeds`` names episode seeds that training
+never draws (training resets use seeds below 2**31 and autoresets fresh 62-bit ones; evaluation uses seeds
+from 2**40 on). ``held_out_instances`` spreads evaluation sets over the test split in contiguous runs, each
+with every fault type about equally often.
 """
 
 from __future__ import annotations
@@ -42,6 +45,15 @@ def held_out_seeds(eval_set: int, episodes: int) -> list[int]:
     return [HELD_OUT_BASE + eval_set * 10**6 + k for k in range(episodes)]
 
 
+def held_out_instances(eval_set: int, episodes: int, test_size: int) -> list[int]:
+    """Test-split instances of evaluation set ``eval_set``: ``episodes`` consecutive ids from
+    ``eval_set * episodes``, wrapping around the split (sets overlap only once they outnumber it)."""
+    if eval_set < 0 or episodes < 1 or test_size < 1:
+        raise ValueError(f"need eval_set >= 0, episodes >= 1 and test_size >= 1, got {eval_set}, {episodes}, "
+                         f"{test_size}")
+    return [(eval_set * episodes + k) % test_size for k in range(episodes)]
+
+
 class GreedyPolicy:
     """A :class:`VectorPolicy` from a function of the observation alone (e.g. a trained agent's greedy act)."""
 
@@ -60,6 +72,7 @@ class EpisodeRecord:
     """The outcome of one episode."""
 
     seed: int
+    instance: int  # bank instance the episode started from (-1: a live fault)
     fault: str
     target: str | None
     severity: float
@@ -73,40 +86,49 @@ class EpisodeRecord:
     actions: list[str]
 
 
-def run_episodes(env, policy: VectorPolicy, seeds: Sequence[int], progress: bool = True,
-                 desc: str = "episodes") -> list[EpisodeRecord]:
-    """Play one episode per seed on a vector env built with ``autoreset_mode=DISABLED``."""
+def run_episodes(env, policy: VectorPolicy, seeds: Sequence[int], progress: bool = True, desc: str = "episodes",
+                 instances: Sequence[int] | None = None) -> list[EpisodeRecord]:
+    """Play one episode per seed (from bank instance ``instances[k]``, where given) on a vector env built with
+    ``autoreset_mode=DISABLED``."""
     if env.metadata.get("autoreset_mode") != AutoresetMode.DISABLED:
         raise ValueError("run_episodes needs a vector env with autoreset_mode=DISABLED")
+    if instances is not None and len(instances) != len(seeds):
+        raise ValueError(f"got {len(instances)} instances for {len(seeds)} seeds")
     n = env.num_envs
-    queue = list(seeds)
-    slot_seed = np.array([queue.pop(0) if queue else -1 for _ in range(n)], dtype=np.int64)
-    obs, info = env.reset(seed=[int(s) if s >= 0 else 0 for s in slot_seed])
+    queue = list(zip(seeds, instances if instances is not None else [None] * len(seeds)))
+    slots: list[tuple[int, int | None] | None] = [queue.pop(0) if queue else None for _ in range(n)]
+
+    def reset(mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
+        options = {} if mask is None else {"reset_mask": mask}
+        if instances is not None:
+            options["instance"] = np.array([slot[1] if slot else 0 for slot in slots])
+        return env.reset(seed=[slot[0] if slot else 0 for slot in slots], options=options)
+
+    obs, info = reset(None)
     policy.reset(np.ones(n, dtype=bool))
     starts = [_start(info, i) for i in range(n)]
     returns, actions = np.zeros(n), [[] for _ in range(n)]
     records: list[EpisodeRecord] = []
     bar = tqdm(total=len(seeds), desc=desc, disable=not progress)
-    while (slot_seed >= 0).any():
+    while any(slot is not None for slot in slots):
         a = policy.act(obs, info)
         obs, reward, terminated, truncated, info = env.step(a)
         returns += reward
         for i in range(n):
             actions[i].append(str(info["action_name"][i]))
         done = terminated | truncated
-        for i in np.flatnonzero(done & (slot_seed >= 0)):
-            records.append(EpisodeRecord(
-                seed=int(slot_seed[i]), episode_return=float(returns[i]), steps=len(actions[i]),
-                episode_cost=float(info["episode_cost"][i]), crashed=bool(info["crashed"][i]),
-                final_accuracy={f: float(info["accuracy"][f][i]) for f in FAMILIES}, actions=actions[i],
-                **starts[i]))
-            bar.update(1)
+        for i in np.flatnonzero(done):
+            if slots[i] is not None:
+                records.append(EpisodeRecord(
+                    seed=int(slots[i][0]), episode_return=float(returns[i]), steps=len(actions[i]),
+                    episode_cost=float(info["episode_cost"][i]), crashed=bool(info["crashed"][i]),
+                    final_accuracy={f: float(info["accuracy"][f][i]) for f in FAMILIES}, actions=actions[i],
+                    **starts[i]))
+                bar.update(1)
         if done.any():
             for i in np.flatnonzero(done):
-                slot_seed[i] = queue.pop(0) if queue else -1
-            seed_list = [int(s) if s >= 0 else 0 for s in slot_seed]
-            obs_new, info_new = env.reset(seed=seed_list, options={"reset_mask": done})
-            obs, info = obs_new, info_new
+                slots[i] = queue.pop(0) if queue else None
+            obs, info = reset(done)
             policy.reset(done)
             for i in np.flatnonzero(done):
                 starts[i], returns[i], actions[i] = _start(info, i), 0.0, []
@@ -116,6 +138,7 @@ def run_episodes(env, policy: VectorPolicy, seeds: Sequence[int], progress: bool
 
 def _start(info: dict, i: int) -> dict:
     return {
+        "instance": int(info["instance"][i]),
         "fault": str(info["fault"]["type"][i]),
         "target": info["fault"]["target"][i],
         "severity": float(info["fault"]["severity"][i]),
@@ -126,11 +149,13 @@ def _start(info: dict, i: int) -> dict:
 
 def evaluate_on_held_out(env_id: str, policy: VectorPolicy, eval_set: int, episodes: int, num_envs: int = 8,
                          device: str = "cpu", progress: bool = True, **env_kwargs) -> list[EpisodeRecord]:
-    """Play ``policy`` on evaluation set ``eval_set`` of ``env_id`` (a vector env with autoreset disabled)."""
+    """Play ``policy`` on evaluation set ``eval_set`` of ``env_id``: test-split instances and held-out seeds
+    (a vector env with autoreset disabled)."""
     env = gym.make_vec(env_id, num_envs=min(num_envs, episodes), device=device, autoreset_mode="Disabled",
-                       progress=progress, **env_kwargs)
+                       progress=progress, instances="test", **env_kwargs)
     try:
-        return run_episodes(env, policy, held_out_seeds(eval_set, episodes), progress=progress, desc="evaluate")
+        return run_episodes(env, policy, held_out_seeds(eval_set, episodes), progress=progress, desc="evaluate",
+                            instances=held_out_instances(eval_set, episodes, env.bank.size))
     finally:
         env.close()
 

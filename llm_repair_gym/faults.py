@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from llm_repair_gym.dynamics import Context, lr_of_level, train, validation_accuracy
-from llm_repair_gym.state import RepairState, take
+from llm_repair_gym.dynamics import UNIFORM_MIX, Context, lr_of_level, one_family_mix, train, validation_accuracy
+from llm_repair_gym.model import is_block_matrix
+from llm_repair_gym.state import RepairState
 from llm_repair_gym.tasks import FAMILIES
 
 Injector = Callable[[Context, RepairState, torch.Tensor, torch.Tensor, torch.Tensor], None]
@@ -48,16 +50,19 @@ class Fault:
         return first_low + depth * (low - first_low), first_high + depth * (high - first_high)
 
 
-def _uniform_mix(n: int, device: torch.device) -> torch.Tensor:
-    return torch.full((n, len(FAMILIES)), 1.0 / len(FAMILIES), device=device)
+def _by_value(values: torch.Tensor, env_ids: torch.Tensor):
+    """``(value, env_ids where values == value, positions)`` for each distinct value (reads them on the host:
+    injections run when instances are built, never inside a step)."""
+    for value in sorted(set(values.tolist())):
+        positions = (values == value).nonzero()[:, 0]
+        yield value, env_ids[positions], positions
 
 
-def _fine_tune(ctx: Context, state: RepairState, env_ids: torch.Tensor, fault: str, weights: torch.Tensor,
+def _fine_tune(ctx: Context, state: RepairState, env_ids: torch.Tensor, fault: str, mix: tuple[float, ...],
                fact_tables: torch.Tensor | None = None) -> None:
     """The injection's fine-tuning run, with the fault row's steps and lr."""
     row = FAULTS[FAULT_NAMES.index(fault)]
-    lr = torch.full((env_ids.numel(),), row.inject_lr, device=ctx.device)
-    train(ctx, state, env_ids, weights, row.inject_steps, fact_tables=fact_tables, lr=lr)
+    train(ctx, state, env_ids, mix, row.inject_steps, fact_tables=fact_tables, lr=row.inject_lr)
 
 
 def _inject_none(ctx, state, env_ids, target, severity) -> None:
@@ -66,50 +71,47 @@ def _inject_none(ctx, state, env_ids, target, severity) -> None:
 
 def _inject_weight_noise(ctx, state, env_ids, target, severity) -> None:
     """Gaussian noise of ``severity`` x the matrix's RMS added to every weight matrix of block ``target``."""
-    for block in range(ctx.preset.model.n_layer):
-        ids, sev = env_ids[target == block], severity[target == block]
-        if ids.numel() == 0:
-            continue
-        for name, p in state.params.items():
-            if name.startswith(f"h.{block}.") and name.endswith(".weight") and ".ln_" not in name:
-                w = p[ids]
-                rms = w.flatten(1).pow(2).mean(1).sqrt().view(-1, *([1] * (w.dim() - 1)))
-                noise = state.rng.normal(ids, tuple(w.shape[1:]))
-                p[ids] = w + sev.view_as(rms) * rms * noise
+    layout = ctx.layout
+    for block, ids, positions in _by_value(target, env_ids):
+        sev = severity[positions]
+        for name in layout.names:
+            if name.startswith(f"h.{block}.") and is_block_matrix(name):
+                span = layout.span(name)
+                w = state.params[ids, span]
+                rms = w.pow(2).mean(1, keepdim=True).sqrt()
+                noise = state.rng.normal(ids, (w.shape[1],))
+                state.params[ids, span] = w + sev[:, None] * rms * noise
 
 
 LABEL_NOISE_ROUND = 20  # label_noise fine-tunes in rounds of this many steps...
 LABEL_NOISE_DROP = 0.3  # ...until the noisy family lost this much validation accuracy (or the steps run out)
+LABEL_NOISE_SHARE = 0.6  # of every batch, from the noisy family
 
 
-def _family_accuracy(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: torch.Tensor) -> torch.Tensor:
-    accuracy = validation_accuracy(ctx, take(state.params, env_ids), state.fact_tables[env_ids])
-    return accuracy.gather(1, family[:, None])[:, 0]
+def _family_accuracy(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: int) -> torch.Tensor:
+    return validation_accuracy(ctx, state.params[env_ids], state.fact_tables[env_ids])[:, family]
 
 
 def _inject_label_noise(ctx, state, env_ids, target, severity) -> None:
     """A ``severity`` fraction of family ``target``'s pool gets wrong answers; the model is fine-tuned on the
-    pool, 60% of each batch from the noisy family, in rounds of ``LABEL_NOISE_ROUND`` steps until the noisy
-    family has lost ``LABEL_NOISE_DROP`` validation accuracy or the row's ``inject_steps`` are spent.
+    pool, ``LABEL_NOISE_SHARE`` of each batch from the noisy family, in rounds of ``LABEL_NOISE_ROUND`` steps
+    until the noisy family has lost ``LABEL_NOISE_DROP`` validation accuracy or the row's ``inject_steps`` are
+    spent.
 
     How much a model absorbs from the same noise varies a lot between draws (a fixed run cost 0.05 to 0.85);
     a fault defined by its damage gives every episode something to repair.
     """
-    for index, family in enumerate(FAMILIES):
-        ids, sev = env_ids[target == index], severity[target == index]
-        if ids.numel():
-            flip = state.rng.uniform(ids, (ctx.dynamics.pool_size,)) < sev[:, None]
-            state.corrupt[family][ids] = flip
     row = FAULTS[FAULT_NAMES.index("label_noise")]
-    noisy_heavy = 0.2 + 0.4 * torch.nn.functional.one_hot(target, len(FAMILIES)).float()  # 60% noisy family
-    goal = _family_accuracy(ctx, state, env_ids, target) - LABEL_NOISE_DROP
-    active = torch.ones_like(target, dtype=torch.bool)
-    for _ in range(0, row.inject_steps, LABEL_NOISE_ROUND):
-        lr = torch.full((int(active.sum()),), row.inject_lr, device=ctx.device)
-        train(ctx, state, env_ids[active], noisy_heavy[active], LABEL_NOISE_ROUND, lr=lr)
-        active[active.clone()] = _family_accuracy(ctx, state, env_ids[active], target[active]) > goal[active]
-        if not active.any():
-            break
+    for family, ids, positions in _by_value(target, env_ids):
+        flip = state.rng.uniform(ids, (ctx.dynamics.pool_size,)) < severity[positions, None]
+        state.corrupt[FAMILIES[family]][ids] = flip
+        goal = _family_accuracy(ctx, state, ids, family) - LABEL_NOISE_DROP
+        for _ in range(0, row.inject_steps, LABEL_NOISE_ROUND):
+            train(ctx, state, ids, one_family_mix(family, LABEL_NOISE_SHARE), LABEL_NOISE_ROUND, lr=row.inject_lr)
+            active = _family_accuracy(ctx, state, ids, family) > goal
+            if not active.any():
+                break
+            ids, goal = ids[active], goal[active]
 
 
 def _inject_fact_overwrite(ctx, state, env_ids, target, severity) -> None:
@@ -119,18 +121,19 @@ def _inject_fact_overwrite(ctx, state, env_ids, target, severity) -> None:
     overwrite = state.rng.uniform(env_ids, (cfg.fact_keys,)) < severity[:, None]
     shift = 1 + state.rng.integers(env_ids, cfg.fact_values - 1, (cfg.fact_keys,))
     wrong = torch.where(overwrite, (true + shift) % cfg.fact_values, true)
-    _fine_tune(ctx, state, env_ids, "fact_overwrite", _uniform_mix(env_ids.numel(), ctx.device), wrong)
+    _fine_tune(ctx, state, env_ids, "fact_overwrite", UNIFORM_MIX, wrong)
 
 
 def _inject_forgetting(ctx, state, env_ids, target, severity) -> None:
     """Fine-tuned on family ``target`` alone; the other families decay."""
-    _fine_tune(ctx, state, env_ids, "forgetting", torch.nn.functional.one_hot(target, len(FAMILIES)).float())
+    for family, ids, _ in _by_value(target, env_ids):
+        _fine_tune(ctx, state, ids, "forgetting", one_family_mix(family))
 
 
 def _inject_bad_hparams(ctx, state, env_ids, target, severity) -> None:
     """The lr is set ``severity`` half-decades too high; a short run on the way there (at the row's
     ``inject_lr``, already too high) did the damage."""
-    _fine_tune(ctx, state, env_ids, "bad_hparams", _uniform_mix(env_ids.numel(), ctx.device))
+    _fine_tune(ctx, state, env_ids, "bad_hparams", UNIFORM_MIX)
     state.lr_level[env_ids] = severity.round().long()
     state.opt.lr[env_ids] = lr_of_level(ctx, state.lr_level[env_ids])
 
@@ -169,10 +172,14 @@ def fault_indices(names: list[str] | tuple[str, ...] | None) -> list[int]:
     return [FAULT_NAMES.index(n) for n in names]
 
 
-def sample_and_inject(ctx: Context, state: RepairState, env_ids: torch.Tensor, allowed: torch.Tensor) -> None:
-    """Draw a fault (type, target, severity) for each env from its own stream and inject it."""
+def sample_and_inject(ctx: Context, state: RepairState, env_ids: torch.Tensor, allowed: torch.Tensor,
+                      kinds: torch.Tensor | None = None) -> None:
+    """Draw a fault (type from ``allowed``, or exactly ``kinds``; target; severity) for each env from its own
+    stream and inject it."""
     n = env_ids.numel()
     kind = allowed[state.rng.integers(env_ids, allowed.numel())]
+    if kinds is not None:
+        kind = kinds
     u_target, u_severity = state.rng.uniform(env_ids, (2,)).unbind(1)
     n_targets = {"block": ctx.preset.model.n_layer, "family": len(FAMILIES), "none": 1}
     target = torch.full((n,), -1, dtype=torch.long, device=ctx.device)
@@ -197,14 +204,16 @@ def sample_and_inject(ctx: Context, state: RepairState, env_ids: torch.Tensor, a
             fault.inject(ctx, state, env_ids[rows], target[rows], severity[rows])
 
 
-def describe(state: RepairState, env: int) -> dict:
-    """``info["fault"]`` of one env: type, target (a block, a family or None) and severity."""
-    fault = FAULTS[int(state.fault_type[env])]
-    target = int(state.fault_target[env])
-    if fault.target_kind == "block":
-        target_name = f"block{target}"
-    elif fault.target_kind == "family":
-        target_name = FAMILIES[target]
-    else:
-        target_name = "fact" if fault.name == "fact_overwrite" else None
-    return {"type": fault.name, "target": target_name, "severity": float(state.fault_severity[env])}
+def target_names(n_layer: int) -> np.ndarray:
+    """``[n_faults, max_targets + 1]`` object table: the name of fault ``k``'s target ``t`` at ``[k, t + 1]``
+    (a block, a family, ``"fact"`` for ``fact_overwrite``, or None), for vectorised ``info["fault"]``."""
+    width = max(n_layer, len(FAMILIES)) + 1
+    table = np.full((len(FAULTS), width), None, dtype=object)
+    for k, fault in enumerate(FAULTS):
+        if fault.target_kind == "block":
+            table[k, 1:n_layer + 1] = [f"block{b}" for b in range(n_layer)]
+        elif fault.target_kind == "family":
+            table[k, 1:len(FAMILIES) + 1] = FAMILIES
+        elif fault.name == "fact_overwrite":
+            table[k, :] = "fact"
+    return table

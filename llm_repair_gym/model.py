@@ -8,6 +8,7 @@ back as ``[N, B, T, V]``. Nothing here loops over models in Python.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,6 +65,11 @@ def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def is_block_matrix(name: str) -> bool:
+    """Whether a parameter is a weight matrix of a transformer block (what noise, pruning and sparsity touch)."""
+    return name.startswith("h.") and name.endswith(".weight") and ".ln_" not in name
+
+
 def param_group(name: str) -> int:
     """Group index of a parameter: 0 = embeddings, 1 + l = block l, last = final LayerNorm (-1)."""
     if name in ("wte", "wpe"):
@@ -78,33 +84,126 @@ def group_names(config: ModelConfig) -> list[str]:
     return ["embeddings", *(f"block{layer}" for layer in range(config.n_layer)), "ln_f"]
 
 
+@dataclass(frozen=True)
+class ParamLayout:
+    """Where every parameter of one model lives in a flat vector of ``size`` numbers.
+
+    Parameters follow ``param_shapes`` order, so each group (embeddings, block ``l``, final LayerNorm) is one
+    contiguous column range. A batch of N models is one ``[N, size]`` tensor: the optimizer, snapshots and
+    per-env copies each work on it in one operation, and :meth:`views` gives the named parameters the model
+    reads as views of it (writes go through to the flat tensor).
+    """
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    groups: tuple[int, ...]  # group of each parameter, 0 .. n_groups - 1 (the final LayerNorm is the last)
+    n_groups: int
+
+    @staticmethod
+    @functools.cache
+    def of(config: ModelConfig) -> ParamLayout:
+        shapes = param_shapes(config)
+        return ParamLayout(tuple(shapes), tuple(shapes.values()),
+                           tuple(param_group(n) % config.n_groups for n in shapes), config.n_groups)
+
+    @property
+    def numels(self) -> tuple[int, ...]:
+        return tuple(math.prod(s) for s in self.shapes)
+
+    @property
+    def size(self) -> int:
+        return sum(self.numels)
+
+    def span(self, name: str) -> slice:
+        """The columns of one parameter."""
+        start = sum(self.numels[:self.names.index(name)])
+        return slice(start, start + self.numels[self.names.index(name)])
+
+    def group_span(self, group: int) -> slice:
+        """The columns of one parameter group (contiguous by construction)."""
+        cols = [self.span(n) for n, g in zip(self.names, self.groups) if g == group]
+        return slice(cols[0].start, cols[-1].stop)
+
+    def views(self, flat: torch.Tensor) -> Params:
+        """The named parameters ``[N, *shape]`` as views of ``flat [N, size]``."""
+        lead = flat.shape[:-1]
+        return {name: chunk.view(*lead, *shape)
+                for name, shape, chunk in zip(self.names, self.shapes, flat.split(self.numels, dim=-1))}
+
+    def flatten(self, params: Params) -> torch.Tensor:
+        """``[N, size]``: the named parameters ``[N, *shape]`` side by side (a copy)."""
+        return torch.cat([params[name].reshape(params[name].shape[0], -1) for name in self.names], dim=1)
+
+    def group_index(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``[size]`` long: the group of every column."""
+        return _column_table(self, torch.device(device), "group")
+
+    def group_sizes(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``[n_groups]`` float: the number of columns of every group."""
+        return _column_table(self, torch.device(device), "group_sizes")
+
+    def matrix_columns(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``[size]`` bool: the columns that belong to block weight matrices (:func:`is_block_matrix`)."""
+        return _column_table(self, torch.device(device), "matrix")
+
+    def init_columns(self, config: ModelConfig,
+                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """``[size]`` constant and ``[size]`` standard deviation of GPT-2's initialisation, per column:
+        a fresh parameter is ``constant + std * standard_normal`` (see :func:`init_params`)."""
+        device = torch.device(device)
+        return _column_table(self, device, "init_constant", config), _column_table(self, device, "init_std", config)
+
+
+@functools.cache
+def _column_table(layout: ParamLayout, device: torch.device, kind: str, config: ModelConfig | None = None):
+    """Per-column tables of a layout, built once per device (a step never copies them from the host)."""
+    def per_param(value_of) -> torch.Tensor:
+        return torch.cat([torch.full((k,), value_of(name, group)) for name, k, group
+                          in zip(layout.names, layout.numels, layout.groups)]).to(device)
+
+    if kind == "group":
+        return per_param(lambda name, group: group).long()
+    if kind == "group_sizes":
+        return torch.bincount(per_param(lambda name, group: group).long(), minlength=layout.n_groups).float()
+    if kind == "matrix":
+        return per_param(lambda name, group: is_block_matrix(name))
+    if kind == "init_constant":
+        return per_param(lambda name, group: 1.0 if "ln_" in name and name.endswith("weight") else 0.0)
+    if kind == "init_std":
+        return per_param(lambda name, group: _init_std(config, name))
+    raise ValueError(f"unknown column table {kind!r}")
+
+
+def _init_std(config: ModelConfig, name: str) -> float:
+    """GPT-2's initialisation scale of a parameter: 0 for biases and LayerNorms (they start constant)."""
+    if name.endswith("bias") or "ln_" in name:
+        return 0.0
+    std = config.initializer_range
+    return std / math.sqrt(2 * config.n_layer) if name.endswith("c_proj.weight") else std
+
+
 def init_params(
     config: ModelConfig,
     num_models: int,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
-    names: list[str] | None = None,
 ) -> Params:
-    """Fresh GPT-2 initialisation for ``num_models`` models (or only the parameters in ``names``).
+    """Fresh GPT-2 initialisation for ``num_models`` models.
 
     Follows ``GPT2PreTrainedModel._init_weights``: normal(0, 0.02) weights, zero biases, unit LayerNorm
     gains, and residual projections scaled by ``1/sqrt(2 * n_layer)``. Sampled on ``generator``'s device
     (CPU generators give device-independent draws) and moved to ``device``.
     """
     gen_device = generator.device
-    std = config.initializer_range
     out: Params = {}
     for name, shape in param_shapes(config).items():
-        if names is not None and name not in names:
-            continue
         full = (num_models, *shape)
         if name.endswith("bias"):
             value = torch.zeros(full, device=gen_device)
         elif "ln_" in name:
             value = torch.ones(full, device=gen_device)
         else:
-            scale = std / math.sqrt(2 * config.n_layer) if name.endswith("c_proj.weight") else std
-            value = torch.randn(full, generator=generator, device=gen_device) * scale
+            value = torch.randn(full, generator=generator, device=gen_device) * _init_std(config, name)
         out[name] = value.to(device)
     return out
 

@@ -3,7 +3,7 @@
 A ``RepairState`` holds everything that changes during an episode: the models' parameters, their
 optimizer state and settings, each env's training pool with its noisy-label and filter masks, the best
 snapshot so far, the random streams and the episode's bookkeeping. ``clone`` copies it (for ``fork``),
-``tensors``/``from_tensors`` flatten it for saving and restoring.
+``tensors``/``load_tensors`` flatten it for saving and restoring.
 """
 
 from __future__ import annotations
@@ -13,23 +13,22 @@ from dataclasses import dataclass
 
 import torch
 
-from llm_repair_gym.model import Params
 from llm_repair_gym.optim import OptimizerState
 from llm_repair_gym.rng import BatchedRNG
 
 
 @dataclass
 class RepairState:
-    """Batched episode state. Shapes: N envs, P pool examples per family, K facts, F families."""
+    """Batched episode state. Shapes: N envs, P parameters (flat), S pool examples per family, K facts, F families."""
 
-    params: Params
+    params: torch.Tensor  # [N, P] flat parameters (``ParamLayout.views`` names them)
     opt: OptimizerState
     lr_level: torch.Tensor  # [N] long: lr = base_lr * 10 ** (lr_level / 2)
     fact_tables: torch.Tensor  # [N, K]: the true facts (what validation and the training pool use)
-    pool_ids: dict[str, torch.Tensor]  # family -> [N, P] example ids from the train split
-    corrupt: dict[str, torch.Tensor]  # family -> [N, P] bool: label is wrong (label_noise fault)
-    keep: dict[str, torch.Tensor]  # family -> [N, P] bool: not filtered out
-    snapshot: Params  # best parameters seen this episode
+    pool_ids: dict[str, torch.Tensor]  # family -> [N, S] example ids from the train split
+    corrupt: dict[str, torch.Tensor]  # family -> [N, S] bool: label is wrong (label_noise fault)
+    keep: dict[str, torch.Tensor]  # family -> [N, S] bool: not filtered out
+    snapshot: torch.Tensor  # [N, P] best parameters seen this episode
     snapshot_score: torch.Tensor  # [N]: mean validation accuracy of the snapshot
     rng: BatchedRNG
     steps: torch.Tensor  # [N] long: actions taken this episode
@@ -43,6 +42,7 @@ class RepairState:
     fault_target: torch.Tensor  # [N] long: family or block index, -1 when the fault has none
     fault_severity: torch.Tensor  # [N] float
     zoo_model: torch.Tensor  # [N] long: which zoo model the env started from
+    instance: torch.Tensor  # [N] long: the instance-bank entry the episode started from, -1 for a live fault
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every tensor of the state under a flat, stable name."""
@@ -82,8 +82,7 @@ class RepairState:
             if isinstance(value, dict):
                 return {k: v.clone() for k, v in value.items()}
             if isinstance(value, OptimizerState):
-                return dataclasses.replace(value, **{f.name: copy(getattr(value, f.name))
-                                                     for f in dataclasses.fields(value)})
+                return dataclasses.replace(value, **{k: v.clone() for k, v in value.tensors().items()})
             if isinstance(value, BatchedRNG):
                 rng = BatchedRNG(value.seeds)
                 rng.counters = value.counters.clone()
@@ -91,30 +90,3 @@ class RepairState:
             return value
 
         return RepairState(**{f.name: copy(getattr(self, f.name)) for f in dataclasses.fields(self)})
-
-
-def take(params: Params, env_ids: torch.Tensor) -> Params:
-    """Copies of some envs' entries of a tensor dict."""
-    return {k: v[env_ids] for k, v in params.items()}
-
-
-def put(params: Params, env_ids: torch.Tensor, values: Params) -> None:
-    """Write ``values`` back into some envs' entries of a tensor dict, in place."""
-    for k, v in params.items():
-        v[env_ids] = values[k]
-
-
-def take_opt(opt: OptimizerState, env_ids: torch.Tensor) -> OptimizerState:
-    """The optimizer state of some envs."""
-    return dataclasses.replace(
-        opt, optimizer=opt.optimizer[env_ids], lr=opt.lr[env_ids], weight_decay=opt.weight_decay[env_ids],
-        step=opt.step[env_ids], momentum_buffer=take(opt.momentum_buffer, env_ids),
-        exp_avg=take(opt.exp_avg, env_ids), exp_avg_sq=take(opt.exp_avg_sq, env_ids))
-
-
-def put_opt(opt: OptimizerState, env_ids: torch.Tensor, values: OptimizerState) -> None:
-    """Write a sub-batch optimizer state back, in place."""
-    for name in ("optimizer", "lr", "weight_decay", "step"):
-        getattr(opt, name)[env_ids] = getattr(values, name)
-    for name in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
-        put(getattr(opt, name), env_ids, getattr(values, name))

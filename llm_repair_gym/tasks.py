@@ -218,11 +218,13 @@ class TaskSuite:
         return ids[pick.to(self.device)]
 
     def batch(self, family: str, example_ids: torch.Tensor, fact_tables: torch.Tensor,
-              corrupt: torch.Tensor | None = None) -> Batch:
+              corrupt: torch.Tensor | None = None, trim: bool = True) -> Batch:
         """The sequences of ``example_ids [N, B]``; fact values come from ``fact_tables [N, fact_keys]``.
 
         ``corrupt [N, B]`` (bool) replaces every answer token of the chosen examples by a wrong one
         (``wrong_token``): a noisy label that is consistent between the model's input and its target.
+        The batch is cut to the family's length (``trim=False``: the suite's ``seq_len``); only padding is
+        cut, which a causal model cannot see, so scores are the same either way.
         """
         seqs = self.sequences[_check_family(family)][example_ids]  # [N, B, T+1]
         mask = self.answer_masks[family][example_ids]
@@ -233,13 +235,14 @@ class TaskSuite:
         if corrupt is not None:
             in_answer = F.pad(mask, (1, 0)) & (seqs != END) & corrupt[..., None]
             seqs = torch.where(in_answer, self.wrong_token[seqs], seqs)
-        return Batch(seqs[..., :-1], seqs[..., 1:], mask)
+        out = Batch(seqs[..., :-1], seqs[..., 1:], mask)
+        return out.trim(self.lengths[family]) if trim else out
 
     def sample(self, family: str, split: str, fact_tables: torch.Tensor, batch_size: int,
-               generator: torch.Generator) -> Batch:
+               generator: torch.Generator, trim: bool = True) -> Batch:
         """A random batch of ``batch_size`` examples per env from one family's split."""
         ids = self.sample_ids(family, split, fact_tables.shape[0], batch_size, generator)
-        return self.batch(family, ids, fact_tables)
+        return self.batch(family, ids, fact_tables, trim=trim)
 
     def answer_token_ids(self, family: str) -> torch.Tensor:
         """Ids of the tokens that can appear in answers of a family (the classes of its macro-F1)."""

@@ -3,32 +3,41 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
 from llm_repair_gym import optim
-from llm_repair_gym.model import ModelConfig, Params, forward, token_losses
+from llm_repair_gym.model import ModelConfig, ParamLayout, Params, forward, token_losses
 from llm_repair_gym.tasks import Batch
 
 
-def batch_loss(params: Params, config: ModelConfig, batch: Batch) -> torch.Tensor:
-    """Mean answer-token cross-entropy per env ``[N]`` (differentiable)."""
-    losses = token_losses(forward(params, config, batch.inputs), batch.targets)
-    mask = batch.answer_mask
-    return (losses * mask).sum((1, 2)) / mask.sum((1, 2)).clamp_min(1)
+def batch_loss(params: Params, config: ModelConfig, parts: Sequence[Batch]) -> torch.Tensor:
+    """Mean answer-token cross-entropy per env ``[N]`` over the examples of every part (differentiable).
+
+    A training batch comes in parts, one per task family, each cut to its family's length: the model
+    runs once per part, and no FLOP is spent on padding that a causal model cannot see anyway.
+    """
+    total, count = 0, 0
+    for part in parts:
+        losses = token_losses(forward(params, config, part.inputs), part.targets)
+        total = total + (losses * part.answer_mask).sum((1, 2))
+        count = count + part.answer_mask.sum((1, 2))
+    return total / count.clamp_min(1)
 
 
-def train_step(params: Params, config: ModelConfig, state: optim.OptimizerState, batch: Batch,
+def train_step(flat: torch.Tensor, config: ModelConfig, state: optim.OptimizerState, parts: Sequence[Batch],
                update_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """One optimizer step on ``batch`` for every env (in place); returns the per-env loss before it.
+    """One optimizer step on ``parts`` for every env of ``flat [N, P]`` (in place); returns the loss before it.
 
     Envs are independent: the summed loss gives each env exactly its own gradient.
     """
-    leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
+    layout = ParamLayout.of(config)
+    leaf = flat.detach().requires_grad_()
     with torch.enable_grad():
-        loss = batch_loss(leaves, config, batch)
-        grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
-    optim.step(params, dict(zip(leaves, grads)), state, update_mask)
+        loss = batch_loss(layout.views(leaf), config, parts)
+        (grad,) = torch.autograd.grad(loss.sum(), leaf)
+    optim.step(flat, grad, state, layout.group_index(flat.device), update_mask)
     return loss.detach()
 
 

@@ -13,13 +13,15 @@ def micro_preset():
 
 @pytest.fixture(scope="session")
 def micro_env_kwargs(tmp_path_factory):
-    """LLMRepair kwargs for mechanics tests: a micro zoo and small pools and batches (not for accuracy)."""
+    """LLMRepair kwargs for mechanics tests: a micro zoo, small pools and batches and a 12-instance bank
+    (not for accuracy)."""
     from llm_repair_gym.dynamics import DynamicsConfig
+    from llm_repair_gym.instances import BankConfig
 
     preset = get_preset("tiny").replace(name="micro", num_models=2, steps=3, warmup_steps=1, batch_per_family=4)
     dynamics = DynamicsConfig(pool_size=40, batch_size=12, train_steps=2, eval_size=16, spread_size=16)
-    return {"preset": preset, "zoo_cache_dir": str(tmp_path_factory.mktemp("zoo")), "progress": False,
-            "dynamics": dynamics}
+    return {"preset": preset, "cache_dir": str(tmp_path_factory.mktemp("cache")), "progress": False,
+            "dynamics": dynamics, "bank": BankConfig(train_size=12, test_size=6, min_drop=0.0, build_batch=12)}
 
 
 @pytest.fixture

@@ -123,7 +123,8 @@ def test_trusted_set_must_fit_the_training_split(micro):
 def test_divergence_is_reported_penalised_and_recoverable(micro):
     env = vector(micro, n=2, faults=["none"])
     env.reset(seed=0)
-    env.state.params["h.0.mlp.c_fc.weight"][0, 0, 0] = float("nan")  # env 0 diverges, env 1 stays healthy
+    weights = env.ctx.layout.views(env.state.params)["h.0.mlp.c_fc.weight"]
+    weights[0, 0, 0] = float("nan")  # env 0 diverges, env 1 stays healthy
     train_all, rollback = env.action_names.index("train_all"), env.action_names.index("rollback")
     obs, reward, terminated, truncated, info = env.step(np.array([train_all, train_all]))
     assert info["crashed"].tolist() == [True, False]
@@ -203,7 +204,7 @@ def test_filter_drops_what_the_trusted_copy_gets_wrong_and_judges_afresh(micro):
     before = env.state.clone()
     judge = trusted_copy(env.ctx, env.state, torch.tensor([0]))
     assert all(torch.equal(a, b) for a, b in zip(before.tensors().values(), env.state.tensors().values()))
-    assert not torch.equal(judge["h.0.mlp.c_fc.weight"], env.state.params["h.0.mlp.c_fc.weight"])
+    assert not torch.equal(judge, env.state.params[:1])
     scores = {f: [x[0] for x in pool_scores(env.ctx, env.state, torch.tensor([0]), f, judge)] for f in FAMILIES}
     budget = int(env.ctx.dynamics.filter_max_fraction * env.ctx.dynamics.pool_size)
     env.step(np.array([filt]))
@@ -251,11 +252,12 @@ _TRAJECTORY_HASH = """
 import hashlib, sys, numpy as np
 from llm_repair_gym.dynamics import DynamicsConfig
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
+from llm_repair_gym.instances import BankConfig
 from llm_repair_gym.presets import get_preset
 preset = get_preset("tiny").replace(name="micro", num_models=2, steps=3, warmup_steps=1, batch_per_family=4)
-env = LLMRepairVectorEnv(num_envs=3, preset=preset, zoo_cache_dir=sys.argv[1], progress=False,
-                         dynamics=DynamicsConfig(pool_size=40, batch_size=12, train_steps=2, eval_size=16,
-                                                 spread_size=16))
+dynamics = DynamicsConfig(pool_size=40, batch_size=12, train_steps=2, eval_size=16, spread_size=16)
+env = LLMRepairVectorEnv(num_envs=3, preset=preset, cache_dir=sys.argv[1], progress=False, dynamics=dynamics,
+                         bank=BankConfig(train_size=12, test_size=6, min_drop=0.0))
 digest = hashlib.sha256(env.reset(seed=21)[0].tobytes())
 for a in np.random.default_rng(0).integers(env.single_action_space.n, size=(6, 3)):
     obs, reward, *_ = env.step(a)

@@ -68,8 +68,8 @@ def test_batches_are_seeded_and_masks_cover_answers_only():
     a, b, c = draw(1), draw(1), draw(2)
     assert all(torch.equal(x.inputs, y.inputs) and torch.equal(x.targets, y.targets) for x, y in zip(a, b))
     assert any(not torch.equal(x.inputs, y.inputs) for x, y in zip(a, c))
-    for batch in a:
-        assert batch.inputs.shape == (2, 8, SUITE.seq_len)
+    for family, batch in zip(FAMILIES, a):
+        assert batch.inputs.shape == (2, 8, SUITE.lengths[family])  # cut to the family's length
         assert not (batch.targets[batch.answer_mask] == PAD).any()
         assert not (batch.targets[batch.answer_mask] == SEP).any()
 
@@ -82,7 +82,8 @@ def test_trimming_to_the_family_length_cuts_only_padding(family):
     cfg = ModelConfig(vocab_size=SUITE.vocab_size, n_ctx=SUITE.seq_len, n_layer=2, n_head=4, n_embd=32)
     params = init_params(cfg, 2, torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(3)
-    batch = SUITE.sample(family, "val", SUITE.sample_fact_tables(2, gen), 16, gen)
+    batch = SUITE.sample(family, "val", SUITE.sample_fact_tables(2, gen), 16, gen, trim=False)
+    assert batch.inputs.shape[-1] == SUITE.seq_len
     trimmed = batch.trim(length)
     assert trimmed.inputs.shape[-1] == length
     full = forward(params, cfg, batch.inputs)[:, :, :length]

@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from llm_repair_gym.zoo import MANIFEST_FILE, WEIGHTS_FILE, load_zoo, train_zoo, zoo_path
+from llm_repair_gym.cache import MANIFEST_FILE, WEIGHTS_FILE
+from llm_repair_gym.zoo import load_zoo, train_zoo, zoo_path
 
 
 def same_weights(a, b) -> bool:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -16,14 +17,17 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from llm_repair_gym import optim
-from llm_repair_gym.actions import CATEGORIES, build_actions
+from llm_repair_gym.actions import CATEGORIES, Action, build_actions
+from llm_repair_gym.allocator import keep_freed_memory
 from llm_repair_gym.dynamics import (
+    UNIFORM_MIX,
     Context,
     DynamicsConfig,
     Measurement,
     filter_pool,
     lr_of_level,
     measure,
+    one_family_mix,
     prune,
     reinit_block,
     reset_optimizer,
@@ -32,17 +36,47 @@ from llm_repair_gym.dynamics import (
     train,
     validation_accuracy,
 )
-from llm_repair_gym.faults import FAULTS, describe, fault_indices, sample_and_inject
+from llm_repair_gym.faults import FAULT_NAMES, FAULTS, fault_indices, target_names
 from llm_repair_gym.features import assemble, build_features, columns
+from llm_repair_gym.instances import INSTANCE_MODES, BankConfig, InstanceBank, blank_state, load_bank, start_live
 from llm_repair_gym.model import group_names
+from llm_repair_gym.precision import precision_context
 from llm_repair_gym.presets import Preset, get_preset
-from llm_repair_gym.rng import BatchedRNG
-from llm_repair_gym.state import RepairState
 from llm_repair_gym.tasks import FAMILIES, TaskSuite
-from llm_repair_gym.zoo import load_zoo
+from llm_repair_gym.zoo import load_zoo, zoo_hash
 
 HEALTHY_MARGIN = 0.05  # a family within this of its healthy accuracy at reset counts as working
 _AUTORESET_MODES = (AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
+OUTPUTS = ("numpy", "torch")
+
+
+def _train_effect(ctx: Context, state, env_ids: torch.Tensor, family: int) -> None:
+    mix = UNIFORM_MIX if family < 0 else one_family_mix(family)
+    train(ctx, state, env_ids, mix, ctx.dynamics.train_steps)
+
+
+def _lr_effect(ctx: Context, state, env_ids: torch.Tensor, direction: int) -> None:
+    dyn = ctx.dynamics
+    state.lr_level[env_ids] = (state.lr_level[env_ids] + direction).clamp(dyn.min_lr_level, dyn.max_lr_level)
+    state.opt.lr[env_ids] = lr_of_level(ctx, state.lr_level[env_ids])
+
+
+def _switch_effect(ctx: Context, state, env_ids: torch.Tensor, arg: int) -> None:
+    state.opt.optimizer[env_ids] = 1 - state.opt.optimizer[env_ids]
+
+
+# What each action kind does to the envs that chose it (``arg`` is the action row's family, block or sign).
+EFFECTS = {
+    "train": _train_effect,
+    "filter": lambda ctx, state, ids, arg: filter_pool(ctx, state, ids),
+    "restore": lambda ctx, state, ids, arg: restore_pool(ctx, state, ids),
+    "reinit": lambda ctx, state, ids, block: reinit_block(ctx, state, ids, block),
+    "rollback": lambda ctx, state, ids, arg: rollback(ctx, state, ids),
+    "prune": lambda ctx, state, ids, arg: prune(ctx, state, ids),
+    "lr": _lr_effect,
+    "switch_optimizer": _switch_effect,
+    "stop": lambda ctx, state, ids, arg: None,
+}
 
 
 class LLMRepairVectorEnv(VectorEnv):
@@ -53,8 +87,10 @@ class LLMRepairVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, preset: str | Preset = "tiny", faults: list[str] | None = None,
                  cost_weight: float = 0.002, crash_penalty: float = 1.0, cost_limit: float | None = None,
                  max_episode_steps: int = 32, device: str | torch.device = "cpu", zoo_seed: int = 0,
-                 zoo_cache_dir: str | None = None, dynamics: DynamicsConfig | None = None,
-                 autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP, progress: bool = True) -> None:
+                 cache_dir: str | None = None, dynamics: DynamicsConfig | None = None,
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP, progress: bool = True,
+                 instances: str = "train", bank: BankConfig | None = None, precision: str = "fp32",
+                 output: str = "numpy") -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
@@ -67,17 +103,27 @@ class LLMRepairVectorEnv(VectorEnv):
         autoreset_mode = AutoresetMode(autoreset_mode)
         if autoreset_mode not in _AUTORESET_MODES:
             raise ValueError(f"autoreset_mode must be one of {[m.value for m in _AUTORESET_MODES]}")
+        if instances not in INSTANCE_MODES:
+            raise ValueError(f"instances must be one of {INSTANCE_MODES}, got {instances!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.preset = get_preset(preset)
         self.device = torch.device(device)
-        self.fault_ids = torch.tensor(fault_indices(faults), device=self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        self.precision = precision
+        self._precision = precision_context(precision, self.device)  # validates precision against the device
+        self.allowed_faults = fault_indices(faults)
+        self.fault_ids = torch.tensor(self.allowed_faults, device=self.device)
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
         self.cost_weight, self.crash_penalty, self.cost_limit = cost_weight, crash_penalty, cost_limit
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
         self.autoreset_mode = autoreset_mode
+        self.instances, self.output = instances, output
 
         dyn = dynamics or DynamicsConfig()
-        zoo = load_zoo(self.preset, seed=zoo_seed, cache_dir=zoo_cache_dir, device=self.device, progress=progress)
+        zoo = load_zoo(self.preset, seed=zoo_seed, cache_dir=cache_dir, device=self.device, progress=progress)
         suite = TaskSuite(self.preset.tasks, self.device)
         eval_ids = {f: suite.split_ids[f]["val"][:dyn.eval_size] for f in FAMILIES}
         if min(ids.numel() for ids in eval_ids.values()) < dyn.eval_size:
@@ -85,14 +131,22 @@ class LLMRepairVectorEnv(VectorEnv):
         trusted_ids = {f: suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
         if min(ids.numel() for ids in trusted_ids.values()) < dyn.trusted_size:
             raise ValueError(f"trusted_size {dyn.trusted_size} exceeds a training split")
-        self.ctx = Context(self.preset, suite, zoo.params, zoo.fact_tables, dyn, eval_ids, trusted_ids)
-        self._zoo_accuracy = validation_accuracy(self.ctx, zoo.params, zoo.fact_tables)  # healthy, per zoo model
+        self.ctx = Context(self.preset, suite, zoo.flat, zoo.fact_tables, dyn, eval_ids, trusted_ids)
+        self._zoo_accuracy = validation_accuracy(self.ctx, zoo.flat, zoo.fact_tables)  # healthy, per zoo model
+        self.bank: InstanceBank | None = None
+        if instances != "live":
+            self.bank = load_bank(self.ctx, bank or BankConfig(), instances, zoo_hash(self.preset, zoo_seed),
+                                  cache_dir, progress)
+            self.bank.check_faults(self.allowed_faults)
         self.group_names = group_names(self.preset.model)
-        self.actions = build_actions(self.preset, dyn)
+        self.actions: tuple[Action, ...] = build_actions(self.preset, dyn)
         self.features = build_features(self.group_names)
         self.action_names = [a.name for a in self.actions]
         self.feature_names = [f.name for f in self.features]
+        self.fault_names = list(FAULT_NAMES)
+        self._target_names = target_names(self.preset.model.n_layer)
         self._action_flops = torch.tensor([a.flops for a in self.actions], dtype=torch.float64, device=self.device)
+        self._is_stop = np.array([a.kind == "stop" for a in self.actions])
         self.flops_ref = self.actions[0].flops  # train_all
 
         low = np.array([f.low for f in self.features], dtype=np.float32)
@@ -101,88 +155,95 @@ class LLMRepairVectorEnv(VectorEnv):
         self.single_action_space = spaces.Discrete(len(self.actions))
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.state: RepairState | None = None
+        self.state = blank_state(self.ctx, num_envs)
+        self._all = torch.arange(num_envs, device=self.device)
+        self._started = False
+        self._obs = torch.zeros(num_envs, len(self.features), device=self.device)  # every env's current obs
+        self._steps = np.zeros(num_envs, dtype=np.int64)  # host mirror of state.steps: episode ends need no sync
         self._needs_reset = np.ones(num_envs, dtype=bool)
-        self._last_obs = np.zeros((num_envs, len(self.features)), dtype=np.float32)
 
     # --- reset ---------------------------------------------------------------------------------------
 
     def reset(self, *, seed: int | list[int] | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset all envs (or those in ``options["reset_mask"]``); env ``i`` is seeded with ``seed + i``."""
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset all envs (or those in ``options["reset_mask"]``); env ``i`` is seeded with ``seed + i``.
+
+        ``options["instance"]`` (an int, or one int per env) starts the reset envs from those bank instances
+        instead of drawing them from the seeded stream.
+        """
         super().reset(seed=seed if isinstance(seed, int) else None)
+        options = options or {}
+        unknown = set(options) - {"reset_mask", "instance"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'reset_mask' and/or 'instance'")
         mask = np.ones(self.num_envs, dtype=bool)
-        if options and "reset_mask" in options:
+        if "reset_mask" in options:
             mask = np.asarray(options["reset_mask"])
             if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
                 raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
-            if self.state is None and not mask.all():
+            if not self._started and not mask.all():
                 raise ValueError("the first reset must reset every env (no reset_mask)")
         if seed is None:
             seeds = self.np_random.integers(0, 2**62, size=self.num_envs)
-        elif isinstance(seed, int):
-            seeds = np.arange(self.num_envs, dtype=np.int64) + seed
+        elif isinstance(seed, (int, np.integer)):
+            seeds = np.arange(self.num_envs, dtype=np.int64) + int(seed)
         else:
             seeds = np.asarray(seed, dtype=np.int64)
             if seeds.shape != (self.num_envs,):
                 raise ValueError(f"seed must be an int or {self.num_envs} ints, got {seed!r}")
-        if self.state is None:
-            self.state = self._empty_state()
-        env_ids = torch.as_tensor(np.flatnonzero(mask), device=self.device)
-        fresh = self._reset_envs(env_ids, torch.as_tensor(seeds[mask], device=self.device))
+        instance = self._check_instances(options.get("instance"), mask)
+        env_ids = self._to_device(np.flatnonzero(mask))
+        with self._precision():
+            fresh = self._reset_envs(env_ids, self._to_device(seeds[mask]), instance)
+            self._obs[env_ids] = self._observe(fresh, self.state.accuracy[env_ids], env_ids)
+            info = self._info_columns()
+        self._started = True
         self._needs_reset[mask] = False
-        self._last_obs[mask] = self._observe(fresh, self.state.accuracy[env_ids], env_ids)
-        return self._last_obs.copy(), self._info(actions=None, flops=None, cost=None, mask=mask)
+        self._steps[mask] = 0
+        if self.output == "torch":
+            return self._obs.clone(), _with_masks(info, mask)
+        host = _Unpacker(torch.cat([self._obs.double(), *_columns_2d(info)], 1).cpu().numpy())
+        obs = host.take(self._obs.shape[1]).astype(np.float32)
+        return obs, _with_masks(self._host_info(host, info), mask)
 
-    @property
-    def _all(self) -> torch.Tensor:
-        return torch.arange(self.num_envs, device=self.device)
+    def _check_instances(self, instance, mask: np.ndarray) -> torch.Tensor | None:
+        """Validate ``options["instance"]`` on the host; the ids of the reset envs, on the device."""
+        if instance is None:
+            return None
+        if self.bank is None:
+            raise ValueError("options['instance'] needs an instance bank: make the env with instances='train' or "
+                             "'test' (it was made with instances='live')")
+        ids = np.broadcast_to(np.asarray(instance), (self.num_envs,)) if np.ndim(instance) == 0 else \
+            np.asarray(instance)
+        if ids.shape != (self.num_envs,) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"options['instance'] must be an int or {self.num_envs} ints, got {instance!r}")
+        chosen = ids[mask]
+        if (chosen < 0).any() or (chosen >= self.bank.size).any():
+            raise ValueError(f"instances must lie in [0, {self.bank.size}) for the {self.bank.split} bank, "
+                             f"got {chosen.tolist()}")
+        return self._to_device(chosen.astype(np.int64))
 
-    def _empty_state(self) -> RepairState:
-        n, dev, cfg, dyn = self.num_envs, self.device, self.preset.model, self.ctx.dynamics
-        params = {k: torch.zeros((n, *v.shape[1:]), device=dev) for k, v in self.ctx.zoo_params.items()}
-        pool = {f: torch.zeros(n, dyn.pool_size, dtype=torch.long, device=dev) for f in FAMILIES}
-        zeros_f = torch.zeros(n, len(FAMILIES), device=dev)
-        long0 = torch.zeros(n, dtype=torch.long, device=dev)
-        return RepairState(
-            params=params, opt=optim.init_state(params, cfg.n_groups, "adamw", dyn.base_lr),
-            lr_level=long0.clone(), fact_tables=torch.zeros_like(self.ctx.zoo_fact_tables[:1]).expand(n, -1).clone(),
-            pool_ids=pool, corrupt={f: torch.zeros_like(v, dtype=torch.bool) for f, v in pool.items()},
-            keep={f: torch.ones_like(v, dtype=torch.bool) for f, v in pool.items()},
-            snapshot={k: v.clone() for k, v in params.items()}, snapshot_score=torch.zeros(n, device=dev),
-            rng=BatchedRNG(long0), steps=long0.clone(), flops=torch.zeros(n, dtype=torch.float64, device=dev),
-            episode_cost=torch.zeros(n, device=dev), accuracy=zeros_f.clone(), reset_accuracy=zeros_f.clone(),
-            healthy_accuracy=zeros_f.clone(), crashed=torch.zeros(n, dtype=torch.bool, device=dev),
-            fault_type=long0.clone(), fault_target=long0.clone(), fault_severity=torch.zeros(n, device=dev),
-            zoo_model=long0.clone(),
-        )
-
-    def _reset_envs(self, env_ids: torch.Tensor, seeds: torch.Tensor) -> Measurement:
-        """Fresh episodes for ``env_ids``: a zoo model, a training pool, a fault. Returns their measurement."""
-        s, ctx, dyn = self.state, self.ctx, self.ctx.dynamics
+    def _reset_envs(self, env_ids: torch.Tensor, seeds: torch.Tensor,
+                    instance: torch.Tensor | None = None) -> Measurement:
+        """Fresh episodes for ``env_ids``: an instance (copied from the bank, or made live), then the episode's
+        bookkeeping. Returns their measurement. No host synchronisation with a bank."""
+        s, ctx = self.state, self.ctx
         s.rng.reseed(env_ids, seeds)
-        n_models = ctx.zoo_fact_tables.shape[0]
-        s.zoo_model[env_ids] = s.rng.integers(env_ids, n_models)
-        for name, p in s.params.items():
-            p[env_ids] = ctx.zoo_params[name][s.zoo_model[env_ids]]
+        if self.bank is None:
+            start_live(ctx, s, env_ids, self.fault_ids)
+        else:
+            chosen = self.bank.draw(s.rng, env_ids, self.fault_ids) if instance is None else instance
+            self.bank.load(s, env_ids, chosen)
         s.fact_tables[env_ids] = ctx.zoo_fact_tables[s.zoo_model[env_ids]]
-        for family in FAMILIES:
-            train_ids = ctx.suite.split_ids[family]["train"]
-            s.pool_ids[family][env_ids] = train_ids[s.rng.integers(env_ids, train_ids.numel(), (dyn.pool_size,))]
-            s.corrupt[family][env_ids] = False
-            s.keep[family][env_ids] = True
         s.opt.optimizer[env_ids] = optim.ADAMW
-        s.lr_level[env_ids] = 0
-        s.opt.lr[env_ids] = dyn.base_lr
-        reset_optimizer(s, env_ids)
+        s.opt.lr[env_ids] = lr_of_level(ctx, s.lr_level[env_ids])
+        reset_optimizer(ctx, s, env_ids)
         s.healthy_accuracy[env_ids] = self._zoo_accuracy[s.zoo_model[env_ids]]
-        sample_and_inject(ctx, s, env_ids, self.fault_ids)
         m = measure(ctx, s, env_ids)
         s.accuracy[env_ids] = m.val_accuracy
         s.reset_accuracy[env_ids] = m.val_accuracy
         s.crashed[env_ids] = m.crashed
-        for name, p in s.params.items():
-            s.snapshot[name][env_ids] = p[env_ids]
+        s.snapshot[env_ids] = s.params[env_ids]
         s.snapshot_score[env_ids] = m.val_accuracy.mean(1)
         s.steps[env_ids] = 0
         s.flops[env_ids] = 0
@@ -191,131 +252,190 @@ class LLMRepairVectorEnv(VectorEnv):
 
     # --- step ----------------------------------------------------------------------------------------
 
-    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Apply one action per env; see the class docstring for rewards, costs and episode ends."""
-        a = self._check_actions(actions)
-        s, ctx = self.state, self.ctx
-        kinds = [action.kind for action in self.actions]
-        act = torch.as_tensor(a, device=self.device)
-        self._apply(act, kinds)  # one batched call per action kind present
-        s.steps += 1
-        flops = self._action_flops[act]
-        s.flops += flops
-        m = measure(ctx, s, self._all)
-        score_before, score_now = s.accuracy.mean(1), m.val_accuracy.mean(1)
-        newly_crashed = m.crashed & ~s.crashed
-        reward = (score_now - score_before) - self.cost_weight * (flops / self.flops_ref).float() \
-            - self.crash_penalty * newly_crashed.float()
-        working = s.reset_accuracy >= s.healthy_accuracy - HEALTHY_MARGIN
-        cost = ((s.accuracy - m.val_accuracy).clamp_min(0) * working).sum(1)
-        s.episode_cost += cost
-        better = (score_now > s.snapshot_score) & ~m.crashed
-        for name, p in s.params.items():
-            s.snapshot[name][better] = p[better]
-        s.snapshot_score = torch.where(better, score_now, s.snapshot_score)
-        obs = self._observe(m, s.accuracy)
-        s.accuracy, s.crashed = m.val_accuracy, m.crashed
+    def step(self, actions) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """Apply one action per env; see the class docstring for rewards, costs and episode ends.
 
-        stop = np.array([kinds[i] == "stop" for i in a])
-        over_budget = (s.episode_cost > self.cost_limit).cpu().numpy() if self.cost_limit is not None \
-            else np.zeros(self.num_envs, dtype=bool)
-        terminated = stop | over_budget
-        truncated = (s.steps >= self.max_episode_steps).cpu().numpy() & ~terminated
-        info = self._info(actions=a, flops=flops, cost=cost)
-        done = terminated | truncated
-        reward_np = reward.cpu().numpy().astype(np.float32)
-        if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
-            final_obs = np.array([obs[i] if done[i] else None for i in range(self.num_envs)], dtype=object)
-            final_info = _with_masks(_strip_masks(info), done)
-            done_ids = torch.as_tensor(np.flatnonzero(done), device=self.device)
-            next_seeds = s.rng.integers(done_ids, 2**62)
-            fresh = self._reset_envs(done_ids, next_seeds)
-            obs[done] = self._observe(fresh, s.accuracy[done_ids], done_ids)
-            info = self._info(actions=a, flops=flops, cost=cost)  # done envs: their new episode
-            info |= {"final_obs": final_obs, "_final_obs": done.copy(),
-                     "final_info": final_info, "_final_info": done.copy()}
-        else:
-            self._needs_reset |= done
-        self._last_obs = obs.copy()
-        return obs, reward_np, terminated, truncated, info
+        The device work runs without a host synchronisation; the results cross to the host in one transfer
+        (none with ``output="torch"``; one more when ``cost_limit`` is set, to decide episode ends).
+        """
+        a = self._check_actions(actions)
+        s = self.state
+        with self._precision():
+            act = self._to_device(a)
+            self._apply(a)
+            s.steps += 1
+            self._steps += 1
+            flops = self._action_flops[act]
+            s.flops += flops
+            m = measure(self.ctx, s, self._all)
+            score_before, score_now = s.accuracy.mean(1), m.val_accuracy.mean(1)
+            newly_crashed = m.crashed & ~s.crashed
+            reward = (score_now - score_before) - self.cost_weight * (flops / self.flops_ref).float() \
+                - self.crash_penalty * newly_crashed.float()
+            working = s.reset_accuracy >= s.healthy_accuracy - HEALTHY_MARGIN
+            cost = ((s.accuracy - m.val_accuracy).clamp_min(0) * working).sum(1)
+            s.episode_cost += cost
+            better = (score_now > s.snapshot_score) & ~m.crashed
+            s.snapshot.copy_(torch.where(better[:, None], s.params, s.snapshot))
+            s.snapshot_score = torch.where(better, score_now, s.snapshot_score)
+            obs = self._observe(m, s.accuracy)
+            s.accuracy, s.crashed = m.val_accuracy, m.crashed
+
+            terminated = self._is_stop[a].copy()
+            if self.cost_limit is not None:  # the one episode end that depends on device values
+                terminated |= (s.episode_cost > self.cost_limit).cpu().numpy()
+            truncated = (self._steps >= self.max_episode_steps) & ~terminated
+            done = terminated | truncated
+            info = self._info_columns(act, flops, cost)
+            final = None
+            if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
+                done_ids = self._to_device(np.flatnonzero(done))
+                final = (obs, info)
+                fresh = self._reset_envs(done_ids, s.rng.integers(done_ids, 2**62))
+                obs = obs.index_put((done_ids,), self._observe(fresh, s.accuracy[done_ids], done_ids))
+                info = self._info_columns(act, flops, cost)  # done envs: their new episode
+                self._steps[done] = 0
+            elif self.autoreset_mode != AutoresetMode.SAME_STEP:
+                self._needs_reset |= done
+            self._obs = obs
+        return self._emit(obs, reward, terminated, truncated, info, final, done)
+
+    def _emit(self, obs, reward, terminated, truncated, info, final, done) -> tuple:
+        """The step's results, as device tensors (``output="torch"``) or from one transfer to the host."""
+        if self.output == "torch":
+            info = _with_masks(info, np.ones(self.num_envs, dtype=bool))
+            if final is not None:
+                info |= {"final_obs": final[0], "_final_obs": done.copy(),
+                         "final_info": _with_masks(final[1], done), "_final_info": done.copy()}
+            to = functools.partial(torch.as_tensor, device=self.device)
+            return obs, reward, to(terminated), to(truncated), info
+        parts = [obs.double(), reward.double()[:, None], *_columns_2d(info)]
+        if final is not None:
+            parts += [final[0].double(), *_columns_2d(final[1])]
+        host = _Unpacker(torch.cat(parts, 1).cpu().numpy())  # the step's one device-to-host transfer
+        obs_np = host.take(obs.shape[1]).astype(np.float32)
+        reward_np = host.take(1)[:, 0].astype(np.float32)
+        info_np = _with_masks(self._host_info(host, info), np.ones(self.num_envs, dtype=bool))
+        if final is not None:
+            final_obs = host.take(obs.shape[1]).astype(np.float32)
+            final_info = self._host_info(host, final[1])
+            info_np |= {"final_obs": np.array([final_obs[i] if done[i] else None for i in range(self.num_envs)],
+                                              dtype=object),
+                        "_final_obs": done.copy(), "final_info": _with_masks(final_info, done),
+                        "_final_info": done.copy()}
+        return obs_np, reward_np, terminated, truncated, info_np
 
     def _check_actions(self, actions) -> np.ndarray:
+        if isinstance(actions, torch.Tensor):
+            actions = actions.detach().cpu().numpy()
         a = np.asarray(actions)
         if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"actions must be {self.num_envs} integers, got {actions!r}")
         if (a < 0).any() or (a >= len(self.actions)).any():
             raise ValueError(f"actions must lie in [0, {len(self.actions)}), got {a.tolist()}")
-        if self.state is None:
+        if not self._started:
             raise ValueError("call reset() before step()")
         if self._needs_reset.any():
             raise ValueError(f"envs {np.flatnonzero(self._needs_reset).tolist()} ended: reset them "
                              "(options={'reset_mask': ...}) before stepping")
         return a.astype(np.int64)
 
-    def _apply(self, act: torch.Tensor, kinds: list[str]) -> None:
-        """Apply every env's action: one batched call per action kind present, never a loop over envs."""
-        s, ctx = self.state, self.ctx
-        kind_of = np.array(kinds)[act.cpu().numpy()]
-        args = torch.tensor([x.arg for x in self.actions], device=self.device)[act]
+    def _apply(self, a: np.ndarray) -> None:
+        """Apply every env's action: one batched call per action present, never a loop over envs.
 
-        def envs(kind: str) -> torch.Tensor:
-            return torch.as_tensor(np.flatnonzero(kind_of == kind), device=self.device)
+        The envs of each action are grouped on the host, so the device never has to tell which env did what.
+        """
+        order = np.argsort(a, kind="stable")
+        counts = np.bincount(a, minlength=len(self.actions))
+        starts = np.cumsum(counts) - counts
+        grouped = self._to_device(order)  # one copy; each action's envs are a slice of it
+        for index, action in enumerate(self.actions):
+            if counts[index]:
+                env_ids = grouped[starts[index]:starts[index] + counts[index]]
+                EFFECTS[action.kind](self.ctx, self.state, env_ids, action.arg)
 
-        train_ids = envs("train")
-        if train_ids.numel():
-            family = args[train_ids]
-            one_hot = torch.nn.functional.one_hot(family.clamp_min(0), len(FAMILIES)).float()
-            weights = torch.where((family < 0)[:, None], 1 / len(FAMILIES), one_hot)
-            train(ctx, s, train_ids, weights, ctx.dynamics.train_steps)
-        filter_pool(ctx, s, envs("filter"))
-        restore_pool(ctx, s, envs("restore"))
-        reinit = envs("reinit")
-        for block in range(self.preset.model.n_layer):
-            reinit_block(ctx, s, reinit[args[reinit] == block], block)
-        rollback(ctx, s, envs("rollback"))
-        prune(ctx, s, envs("prune"))
-        lr_ids = envs("lr")
-        if lr_ids.numel():
-            s.lr_level[lr_ids] = (s.lr_level[lr_ids] + args[lr_ids]).clamp(ctx.dynamics.min_lr_level,
-                                                                          ctx.dynamics.max_lr_level)
-            s.opt.lr[lr_ids] = lr_of_level(ctx, s.lr_level[lr_ids])
-        switch = envs("switch_optimizer")
-        s.opt.optimizer[switch] = 1 - s.opt.optimizer[switch]
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """A host array on the env's device; through pinned memory on CUDA, so the copy does not wait."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
 
     # --- observation and info ------------------------------------------------------------------------
 
-    def _observe(self, m, previous_accuracy: torch.Tensor, env_ids: torch.Tensor | None = None) -> np.ndarray:
+    def _observe(self, m, previous_accuracy: torch.Tensor, env_ids: torch.Tensor | None = None) -> torch.Tensor:
         s = self.state
         ids = self._all if env_ids is None else env_ids
         kept = sum(s.keep[f][ids].float().mean(1) for f in FAMILIES) / len(FAMILIES)
         cols = columns(m, previous_accuracy, self.group_names, s.opt.lr[ids], s.opt.optimizer[ids] == optim.ADAMW,
                        kept, s.steps[ids].float() / self.max_episode_steps,
                        (s.flops[ids] / (self.max_episode_steps * self.flops_ref)).float())
-        return assemble(self.features, cols).cpu().numpy()
+        return assemble(self.features, cols)
 
-    def _info(self, actions: np.ndarray | None, flops: torch.Tensor | None, cost: torch.Tensor | None,
-              mask: np.ndarray | None = None) -> dict:
+    def _info_columns(self, actions: torch.Tensor | None = None, flops: torch.Tensor | None = None,
+                      cost: torch.Tensor | None = None) -> dict:
+        """The info of every env as device tensors (copies: a later reset does not change them)."""
         s = self.state
-        faults = [describe(s, i) for i in range(self.num_envs)]
         info: dict[str, Any] = {
-            "accuracy": {f: s.accuracy[:, i].cpu().numpy() for i, f in enumerate(FAMILIES)},
-            "healthy_accuracy": {f: s.healthy_accuracy[:, i].cpu().numpy() for i, f in enumerate(FAMILIES)},
-            "score": s.accuracy.mean(1).cpu().numpy(),
-            "fault": {
-                "type": np.array([f["type"] for f in faults], dtype=object),
-                "target": np.array([f["target"] for f in faults], dtype=object),
-                "severity": np.array([f["severity"] for f in faults], dtype=np.float64),
-            },
-            "crashed": s.crashed.cpu().numpy(),
-            "episode_cost": s.episode_cost.cpu().numpy(),
-            "episode_flops": s.flops.cpu().numpy(),
-            "zoo_model": s.zoo_model.cpu().numpy(),
+            "accuracy": {f: s.accuracy[:, i].clone() for i, f in enumerate(FAMILIES)},
+            "healthy_accuracy": {f: s.healthy_accuracy[:, i].clone() for i, f in enumerate(FAMILIES)},
+            "score": s.accuracy.mean(1),
+            "fault": {"type": s.fault_type.clone(), "target": s.fault_target.clone(),
+                      "severity": s.fault_severity.clone()},
+            "crashed": s.crashed.clone(),
+            "episode_cost": s.episode_cost.clone(),
+            "episode_flops": s.flops.clone(),
+            "zoo_model": s.zoo_model.clone(),
+            "instance": s.instance.clone(),
         }
         if actions is not None:
-            info["action_name"] = np.array([self.action_names[i] for i in actions], dtype=object)
-            info["flops"] = flops.cpu().numpy()
-            info["cost"] = cost.cpu().numpy()
-        return _with_masks(info, np.ones(self.num_envs, dtype=bool) if mask is None else mask)
+            info |= {"action": actions, "flops": flops, "cost": cost}
+        return info
+
+    def _host_info(self, host: _Unpacker, info: dict) -> dict:
+        """The numpy info from its packed columns (names for fault types, targets and actions)."""
+        out = host.unpack(info)
+        fault = out["fault"]
+        kinds, targets = fault["type"].astype(np.int64), fault["target"].astype(np.int64)
+        fault["target"] = self._target_names[kinds, targets + 1]
+        fault["type"] = np.array(self.fault_names, dtype=object)[kinds]
+        for key in ("zoo_model", "instance"):
+            out[key] = out[key].astype(np.int64)
+        out["crashed"] = out["crashed"].astype(bool)
+        if "action" in out:
+            out["action_name"] = np.array(self.action_names, dtype=object)[out.pop("action").astype(np.int64)]
+        return out
+
+
+class _Unpacker:
+    """Reads the columns of one packed host array back, in the order they were packed."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array, self.at = array, 0
+
+    def take(self, width: int) -> np.ndarray:
+        out = self.array[:, self.at:self.at + width]
+        self.at += width
+        return out
+
+    def unpack(self, info: dict) -> dict:
+        """Numpy arrays shaped like ``info``'s tensors (one column each), in packing order."""
+        out = {}
+        for key, value in info.items():
+            if isinstance(value, dict):
+                out[key] = self.unpack(value)
+            else:
+                column = self.take(1)[:, 0]
+                out[key] = column.astype(np.float32) if value.dtype == torch.float32 else column
+        return out
+
+
+def _columns_2d(info: dict) -> list[torch.Tensor]:
+    """Every tensor of ``info`` as a float64 column ``[N, 1]``, in the order ``_Unpacker.unpack`` reads them."""
+    out = []
+    for value in info.values():
+        out += _columns_2d(value) if isinstance(value, dict) else [value.double()[:, None]]
+    return out
 
 
 def _with_masks(info: dict, mask: np.ndarray) -> dict:
@@ -325,10 +445,6 @@ def _with_masks(info: dict, mask: np.ndarray) -> dict:
         out[key] = _with_masks(value, mask) if isinstance(value, dict) else value
         out[f"_{key}"] = mask.copy()
     return out
-
-
-def _strip_masks(info: dict) -> dict:
-    return {k: (_strip_masks(v) if isinstance(v, dict) else v) for k, v in info.items() if not k.startswith("_")}
 
 
 def _unbatch(info: dict, index: int) -> dict:
@@ -351,8 +467,9 @@ class LLMRepairEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, **kwargs: Any) -> None:
-        if "num_envs" in kwargs or "autoreset_mode" in kwargs:
-            raise ValueError("LLMRepairEnv is one env: use gym.make_vec for num_envs / autoreset_mode")
+        if "num_envs" in kwargs or "autoreset_mode" in kwargs or "output" in kwargs:
+            raise ValueError("LLMRepairEnv is one env with numpy outputs: use gym.make_vec for num_envs, "
+                             "autoreset_mode and output")
         self.vector = LLMRepairVectorEnv(num_envs=1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
         self.observation_space = self.vector.single_observation_space
         self.action_space = self.vector.single_action_space
