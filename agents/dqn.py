@@ -201,18 +201,22 @@ class ReplayBuffer:
 
     def add(
         self,
-        obs: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        next_obs: np.ndarray,
-        terminated: np.ndarray,
+        obs: np.ndarray | torch.Tensor,
+        actions: np.ndarray | torch.Tensor,
+        rewards: np.ndarray | torch.Tensor,
+        next_obs: np.ndarray | torch.Tensor,
+        terminated: np.ndarray | torch.Tensor,
     ) -> None:
-        """Store a batch of transitions (one per row), overwriting the oldest once full."""
+        """Store a batch of transitions (one per row), overwriting the oldest once full. Numpy arrays or
+        tensors; tensors already on the buffer's device are written without a host copy."""
         count = len(obs)
         if count > self.capacity:
             raise ValueError(f"cannot add {count} transitions to a buffer of capacity {self.capacity}")
         columns = [obs, next_obs, actions[:, None], rewards[:, None], terminated[:, None]]
-        new_rows = torch.as_tensor(np.concatenate(columns, axis=1, dtype=np.float32), device=self.device)
+        if isinstance(obs, torch.Tensor):
+            new_rows = torch.cat([torch.as_tensor(c, device=self.device).float() for c in columns], dim=1)
+        else:
+            new_rows = torch.as_tensor(np.concatenate(columns, axis=1, dtype=np.float32), device=self.device)
         first_part = min(count, self.capacity - self.position)
         self.rows[self.position : self.position + first_part] = new_rows[:first_part]
         if first_part < count:
@@ -278,18 +282,20 @@ class DQNAgent:
         return cls(observation_space.shape[0], int(action_space.n), config, obs_bounds=bounds)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, epsilon: float = 0.0) -> int | np.ndarray:
+    def act(self, obs: np.ndarray | torch.Tensor, epsilon: float = 0.0) -> int | np.ndarray:
         """Epsilon-greedy actions: an int for one observation, an array for a batch of them.
 
         ``epsilon=0`` (the default) is greedy. The network is not evaluated when every action is random.
+        ``obs`` may be a tensor on the agent's device (an env with ``output="torch"``): it is not copied.
         """
-        obs = np.asarray(obs, dtype=np.float32)
-        batch_shape = obs.shape[:-1]
+        if not isinstance(obs, torch.Tensor):
+            obs = np.asarray(obs, dtype=np.float32)
+        batch_shape = tuple(obs.shape[:-1])
         explore = self.rng.random(batch_shape) < epsilon if epsilon > 0.0 else np.zeros(batch_shape, dtype=bool)
         if explore.all():
             actions = self.rng.integers(self.n_actions, size=batch_shape)
         else:
-            q_values = self.q_network(torch.as_tensor(obs, device=self.device))
+            q_values = self.q_network(torch.as_tensor(obs, device=self.device, dtype=torch.float32))
             actions = q_values.argmax(dim=-1).cpu().numpy()
             if explore.any():
                 actions[explore] = self.rng.integers(self.n_actions, size=int(explore.sum()))
@@ -363,10 +369,22 @@ class DQNAgent:
             while steps_done < total_steps:
                 actions = self.act(obs, epsilon=epsilon(steps_done))
                 next_obs, reward, terminated, truncated, info = vec_env.step(actions)
+                on_device = isinstance(next_obs, torch.Tensor)  # output="torch": observations stay there
+                if on_device:
+                    reward, terminated, truncated = (x.cpu().numpy() for x in (reward, terminated, truncated))
                 done = terminated | truncated
-                learned_next_obs = final_observations(next_obs, done, info) if same_step else next_obs
+                learned_next_obs = next_obs
+                if same_step and done.any():
+                    learned_next_obs = (_final_obs_on_device(next_obs, info) if on_device
+                                        else final_observations(next_obs, done, info))
                 real = ~resetting
-                self.replay_buffer.add(obs[real], actions[real], reward[real], learned_next_obs[real], terminated[real])
+                if on_device:
+                    rows = torch.as_tensor(np.flatnonzero(real), device=next_obs.device)
+                    self.replay_buffer.add(obs[rows], torch.as_tensor(actions[real]), torch.as_tensor(reward[real]),
+                                           learned_next_obs[rows], torch.as_tensor(terminated[real]))
+                else:
+                    self.replay_buffer.add(obs[real], actions[real], reward[real], learned_next_obs[real],
+                                           terminated[real])
 
                 steps_before = steps_done
                 steps_done += int(real.sum())
@@ -440,6 +458,12 @@ class DQNAgent:
             raise TypeError(f"expected Box observations of shape ({self.obs_dim},), got {observation_space}")
         if not isinstance(action_space, gym.spaces.Discrete) or action_space.n != self.n_actions:
             raise TypeError(f"expected Discrete({self.n_actions}) actions, got {action_space}")
+
+
+def _final_obs_on_device(next_obs: torch.Tensor, info: dict) -> torch.Tensor:
+    """``SAME_STEP`` autoreset with tensor outputs: each done env's true last obs, from ``info["final_obs"]``."""
+    mask = torch.as_tensor(info["_final_obs"], device=next_obs.device)
+    return torch.where(mask[:, None], info["final_obs"], next_obs)
 
 
 def _crossed_multiple(before: int, after: int, period: int) -> bool:

@@ -6,7 +6,7 @@ Importing the package registers ``LLMRepair-v0`` (``gym.make`` and ``gym.make_ve
 
 from gymnasium.envs.registration import register, registry
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 if "LLMRepair-v0" not in registry:
     register(

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
-from llm_repair_gym.metrics import score_logits
-from llm_repair_gym.model import ParamLayout, forward, is_block_matrix
+from llm_repair_gym.metrics import score_batch
+from llm_repair_gym.model import ParamLayout, is_block_matrix
 from llm_repair_gym.optim import init_state
 from llm_repair_gym.presets import Preset
 from llm_repair_gym.state import RepairState
 from llm_repair_gym.tasks import FAMILIES, Batch, TaskSuite
-from llm_repair_gym.training import train_step
+from llm_repair_gym.training import compiled, train_step
 
 LOSS_CAP = 20.0  # losses are clipped here in observations; a diverged model reads as this
 
@@ -72,6 +72,7 @@ class Context:
     eval_ids: dict[str, torch.Tensor]  # family -> [E] validation ids
     trusted_ids: dict[str, torch.Tensor]  # family -> [K] training ids whose labels are known to be clean
     chunk_envs: int = 256  # model work runs on at most this many envs at a time (bounds activation memory)
+    compile: bool = False  # run the model work as torch.compile graphs (training.compiled)
 
     @property
     def device(self) -> torch.device:
@@ -166,7 +167,8 @@ def train(ctx: Context, state: RepairState, env_ids: torch.Tensor, mix: tuple[fl
         if lr is not None:
             opt.lr = torch.full_like(opt.lr, lr)
         for _ in range(steps):
-            train_step(params, ctx.preset.model, opt, pool_batches(ctx, state, ids, counts, tables))
+            train_step(params, ctx.preset.model, opt, pool_batches(ctx, state, ids, counts, tables),
+                       compile=ctx.compile)
         if lr is not None:
             opt.lr = state.opt.lr[ids]
         state.params[ids] = params
@@ -182,8 +184,8 @@ def pool_scores(ctx: Context, state: RepairState, env_ids: torch.Tensor, family:
     params = state.params[env_ids] if params is None else params
     batch = ctx.suite.batch(family, ids, state.fact_tables[env_ids], corrupt)
     with torch.no_grad():
-        logits = forward(ctx.layout.views(params), ctx.preset.model, batch.inputs)
-        losses, correct, _ = score_logits(logits, batch)
+        score = compiled(score_batch) if ctx.compile else score_batch
+        losses, correct = score(ctx.layout.views(params), ctx.preset.model, batch)
     return torch.nan_to_num(losses, nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP), correct
 
 
@@ -200,7 +202,7 @@ def trusted_copy(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> tor
     tables = state.fact_tables[env_ids]
     parts = [ctx.suite.batch(f, ctx.trusted_ids[f].expand(env_ids.numel(), -1), tables) for f in FAMILIES]
     for _ in range(dyn.trusted_steps):
-        train_step(params, ctx.preset.model, opt, parts)
+        train_step(params, ctx.preset.model, opt, parts, compile=ctx.compile)
     return params
 
 
@@ -279,7 +281,7 @@ def validation_accuracy(ctx: Context, params: torch.Tensor, fact_tables: torch.T
     out = []
     for family in FAMILIES:
         batch = ctx.suite.batch(family, ctx.eval_ids[family].expand(fact_tables.shape[0], -1), fact_tables)
-        out.append(score_logits(forward(views, ctx.preset.model, batch.inputs), batch)[1].float().mean(-1))
+        out.append(score_batch(views, ctx.preset.model, batch)[1].float().mean(-1))
     return torch.stack(out, 1)
 
 
@@ -304,6 +306,7 @@ def _measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measure
     views = layout.views(params)
     tables = state.fact_tables[env_ids]
     spread = slice(0, dyn.spread_size)
+    score = compiled(score_batch) if ctx.compile else score_batch
     val_loss, val_correct, pool_loss, grad_parts = [], [], [], []
     for family in FAMILIES:
         eval_ids = ctx.eval_ids[family].expand(n, -1)
@@ -312,7 +315,7 @@ def _measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measure
         corrupt = torch.cat([clean, state.corrupt[family][env_ids][:, spread]], 1)
         batch = ctx.suite.batch(family, torch.cat([eval_ids, pool_ids], 1), tables, corrupt)
         with torch.no_grad():
-            losses, correct, _ = score_logits(forward(views, cfg, batch.inputs), batch)
+            losses, correct = score(views, cfg, batch)
         val_loss.append(losses[:, :dyn.eval_size])
         val_correct.append(correct[:, :dyn.eval_size])
         pool_loss.append(torch.nan_to_num(losses[:, dyn.eval_size:], nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP))
@@ -320,7 +323,7 @@ def _measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measure
     leaf = params.detach().requires_grad_()
     with torch.enable_grad():
         leaf_views = layout.views(leaf)
-        grad_loss = torch.cat([score_logits(forward(leaf_views, cfg, part.inputs), part)[0] for part in grad_parts], 1)
+        grad_loss = torch.cat([score(leaf_views, cfg, part)[0] for part in grad_parts], 1)
         (grad,) = torch.autograd.grad(grad_loss.mean(1).sum(), leaf)
     spans = [layout.group_span(g) for g in range(layout.n_groups)]
     grad_sq = torch.stack([grad[:, span].pow(2).sum(1) for span in spans], 1)  # [n, G]

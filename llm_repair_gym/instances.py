@@ -19,6 +19,7 @@ suites name.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,10 +223,19 @@ def build_instances(ctx: Context, config: BankConfig, split: str, progress: bool
     return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
 
 
+_OPEN_BANKS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (path, device) -> InstanceBank
+
+
 def load_bank(ctx: Context, config: BankConfig, split: str, zoo_hash: str, cache_dir: str | Path | None = None,
               progress: bool = True) -> InstanceBank:
-    """One split of the bank for ``ctx`` (its preset, zoo and dynamics): loaded when cached and valid, else built."""
+    """One split of the bank for ``ctx`` (its preset, zoo and dynamics): loaded when cached and valid, else built.
+
+    Envs of one process share a loaded bank (it is read-only), so N single envs hold it once.
+    """
     path = bank_path(ctx, config, split, zoo_hash, cache_dir)
+    key = (str(path.resolve()), str(ctx.device))
+    if key in _OPEN_BANKS:
+        return _OPEN_BANKS[key]
     size, n_params, pool = config.size(split), ctx.layout.size, ctx.dynamics.pool_size
     shapes = {"params": (size, n_params), "lr_level": (size,), "fault_type": (size,), "fault_target": (size,),
               "fault_severity": (size,), "zoo_model": (size,), "seed": (size,), "attempt": (size,),
@@ -248,7 +258,9 @@ def load_bank(ctx: Context, config: BankConfig, split: str, zoo_hash: str, cache
                 "bank": dataclasses.asdict(config), "dynamics": dataclasses.asdict(ctx.dynamics),
                 "config_hash": _bank_hash(ctx, config, split, zoo_hash)}
     tensors, manifest = load_or_build(path, manifest, build, check, "instance bank")
-    return InstanceBank(split, {k: v.to(ctx.device) for k, v in tensors.items()}, manifest, path)
+    bank = InstanceBank(split, {k: v.to(ctx.device) for k, v in tensors.items()}, manifest, path)
+    _OPEN_BANKS[key] = bank
+    return bank
 
 
 def _drop_summary(ctx: Context, tensors: dict[str, torch.Tensor]) -> dict:

@@ -30,6 +30,12 @@ def score_logits(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torc
     return example_loss, correct, predictions
 
 
+def score_batch(params: Params, config: ModelConfig, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean answer-token loss and exact-match correctness ``[N, B]`` of every model on its own batch."""
+    losses, correct, _ = score_logits(forward(params, config, batch.inputs), batch)
+    return losses, correct
+
+
 def macro_f1(predictions: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
              classes: torch.Tensor) -> torch.Tensor:
     """Macro-F1 ``[N]`` over ``classes`` of the masked token predictions ``[N, ...]``.

@@ -2,6 +2,8 @@
 
 Parameters are one flat tensor per batch (see :class:`llm_repair_gym.model.ParamLayout`), so an optimizer
 step is one chain of elementwise operations over all N models, whatever the number of parameter tensors.
+An env runs one optimizer at a time, so SGD's momentum buffer and AdamW's first moment share one tensor
+(``exp_avg``); switching an env's optimizer should clear its moments (:meth:`OptimizerState.clear`).
 Hyperparameters live in tensors with one entry per env (``lr``, ``weight_decay``, ``optimizer``), so N envs
 can train with N different settings in one fused update. ``update_mask [N, G]`` freezes parameter groups
 (see :func:`llm_repair_gym.model.param_group`) per env: a masked group receives no update and its optimizer
@@ -15,13 +17,14 @@ The formulas match PyTorch's single-model optimizers step for step:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 SGD, ADAMW = 0, 1
-_BUFFERS = ("momentum_buffer", "exp_avg", "exp_avg_sq")
+_BUFFERS = ("exp_avg", "exp_avg_sq")
 _SETTINGS = ("optimizer", "lr", "weight_decay", "step")
 
 
@@ -33,9 +36,8 @@ class OptimizerState:
     lr: torch.Tensor  # [N] float
     weight_decay: torch.Tensor  # [N] float
     step: torch.Tensor  # [N, G] float: AdamW steps taken per env and parameter group
-    momentum_buffer: torch.Tensor  # [N, P]
-    exp_avg: torch.Tensor  # [N, P]
-    exp_avg_sq: torch.Tensor  # [N, P]
+    exp_avg: torch.Tensor  # [N, P]: AdamW's first moment, or SGD's momentum buffer
+    exp_avg_sq: torch.Tensor  # [N, P]: AdamW's second moment
     momentum: float = 0.9
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -73,17 +75,18 @@ def init_state(flat: torch.Tensor, n_groups: int, optimizer: str | list[str] = "
             raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
 
     def per_env(value: float | torch.Tensor, what: str) -> torch.Tensor:
-        out = torch.as_tensor(value, dtype=torch.float32, device=device).expand(n).clone()
-        if not torch.isfinite(out).all() or (out < 0).any():
+        bad = (not math.isfinite(value) or value < 0) if isinstance(value, (int, float)) \
+            else bool(~torch.isfinite(value).all() or (value < 0).any())  # a tensor is checked on its device
+        if bad:
             raise ValueError(f"{what} must be finite and >= 0, got {value}")
-        return out
+        return torch.as_tensor(value, dtype=torch.float32, device=device).expand(n).clone()
 
     return OptimizerState(
         optimizer=torch.tensor([OPTIMIZERS.index(x) for x in names], device=device),
         lr=per_env(lr, "lr"),
         weight_decay=per_env(weight_decay, "weight_decay"),
         step=torch.zeros(n, n_groups, device=device),
-        momentum_buffer=torch.zeros_like(flat), exp_avg=torch.zeros_like(flat), exp_avg_sq=torch.zeros_like(flat),
+        exp_avg=torch.zeros_like(flat), exp_avg_sq=torch.zeros_like(flat),
         momentum=momentum, betas=betas, eps=eps,
     )
 
@@ -108,10 +111,9 @@ def step(flat: torch.Tensor, grad: torch.Tensor, state: OptimizerState, group_in
     wd = state.weight_decay[:, None]
     beta1, beta2 = state.betas
 
-    # SGD with momentum and L2 weight decay (torch.optim.SGD).
+    # SGD with momentum and L2 weight decay (torch.optim.SGD); its momentum buffer is ``exp_avg``.
     d_p = grad + wd * flat
-    buf = state.momentum_buffer
-    new_buf = buf * state.momentum + d_p
+    new_buf = state.exp_avg * state.momentum + d_p
     sgd_param = flat - lr * new_buf
 
     # AdamW with decoupled weight decay (torch.optim.AdamW); bias corrections per env and group.
@@ -123,7 +125,6 @@ def step(flat: torch.Tensor, grad: torch.Tensor, state: OptimizerState, group_in
     denom = v.sqrt() / bias2_sqrt[:, group_index] + state.eps
     adam_param = flat * (1 - lr * wd) - (state.lr[:, None] / bias1)[:, group_index] * m / denom
 
-    buf.copy_(torch.where(sgd, new_buf, buf))
-    state.exp_avg.copy_(torch.where(adam, m, state.exp_avg))
+    state.exp_avg.copy_(torch.where(adam, m, torch.where(sgd, new_buf, state.exp_avg)))
     state.exp_avg_sq.copy_(torch.where(adam, v, state.exp_avg_sq))
     flat.copy_(torch.where(adam, adam_param, torch.where(sgd, sgd_param, flat)))

@@ -85,6 +85,15 @@ class TaskConfig:
         fact = 1 + self.fact_context_len + 1 + 1 + 1 + 1
         return max(syntax, logic, fact) - 1
 
+    @property
+    def family_lengths(self) -> dict[str, int]:
+        """The longest model input of each family (``FAMILY prompt SEP answer``, END being the last target):
+        what a batch of that family is cut to. A syntax prefix of length L can leave d <= min(L, depth)
+        brackets open when L - d is even."""
+        syntax = max(length + open_ + 2 for length in range(1, self.syntax_max_len + 1)
+                     for open_ in range(1, min(length, self.syntax_max_depth) + 1) if (length - open_) % 2 == 0)
+        return {"syntax": syntax, "logic": 2 * self.logic_list_len + 2, "fact": self.fact_context_len + 4}
+
 
 def _layout(prompt: list[int], answer: list[int], family: str, length: int) -> tuple[list[int], list[bool]]:
     """``FAMILY prompt SEP answer END PAD...`` and a mask marking the answer tokens and ``END``."""

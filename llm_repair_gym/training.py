@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -26,18 +27,26 @@ def batch_loss(params: Params, config: ModelConfig, parts: Sequence[Batch]) -> t
     return total / count.clamp_min(1)
 
 
+@functools.cache
+def compiled(fn: Callable) -> Callable:
+    """``fn`` under ``torch.compile`` (dynamic shapes: one graph serves every number of envs), made once."""
+    return torch.compile(fn, dynamic=True)
+
+
 def train_step(flat: torch.Tensor, config: ModelConfig, state: optim.OptimizerState, parts: Sequence[Batch],
-               update_mask: torch.Tensor | None = None) -> torch.Tensor:
+               update_mask: torch.Tensor | None = None, compile: bool = False) -> torch.Tensor:
     """One optimizer step on ``parts`` for every env of ``flat [N, P]`` (in place); returns the loss before it.
 
-    Envs are independent: the summed loss gives each env exactly its own gradient.
+    Envs are independent: the summed loss gives each env exactly its own gradient. ``compile=True`` runs the
+    loss (forward and backward) and the optimizer update as ``torch.compile`` graphs.
     """
     layout = ParamLayout.of(config)
+    loss_fn, update = (compiled(batch_loss), compiled(optim.step)) if compile else (batch_loss, optim.step)
     leaf = flat.detach().requires_grad_()
     with torch.enable_grad():
-        loss = batch_loss(layout.views(leaf), config, parts)
+        loss = loss_fn(layout.views(leaf), config, parts)
         (grad,) = torch.autograd.grad(loss.sum(), leaf)
-    optim.step(flat, grad, state, layout.group_index(flat.device), update_mask)
+    update(flat, grad, state, layout.group_index(flat.device), update_mask)
     return loss.detach()
 
 

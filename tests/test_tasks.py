@@ -77,6 +77,7 @@ def test_batches_are_seeded_and_masks_cover_answers_only():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_trimming_to_the_family_length_cuts_only_padding(family):
     length = SUITE.lengths[family]
+    assert SUITE.config.family_lengths[family] == length  # the FLOP table's lengths are the suite's
     assert not SUITE.answer_masks[family][:, length:].any()
     assert (SUITE.sequences[family][:, length + 1:] == PAD).all()
     cfg = ModelConfig(vocab_size=SUITE.vocab_size, n_ctx=SUITE.seq_len, n_layer=2, n_head=4, n_embd=32)
