@@ -9,11 +9,13 @@ threads or caches do not slow the next. Sections:
 
 * **sweep**: env-steps/s of the native vector env for every N in ``--sizes``, for the ``train_all`` mix
   (every env trains every step: the dearest step there is) and the ``random`` mix (uniform actions,
-  autoresets included), and of ``gymnasium.vector.SyncVectorEnv`` over N single envs (``--sync-sizes``).
+  autoresets included); of ``gymnasium.vector.SyncVectorEnv`` over N single envs (``--sync-sizes``); and of
+  the single env of ``gym.make``.
 * **reset**: seconds of ``reset()`` of N envs against one ``train_all`` step of the same N envs.
 * **ops**: per ``train_all`` step: torch operator calls (on a GPU also kernel launches) and host
   synchronisations (GPU: stream or device synchronisations and device-to-host copies, plus the warnings of
-  ``torch.cuda.set_sync_debug_mode``; CPU: ``.item()`` calls).
+  ``torch.cuda.set_sync_debug_mode``; CPU: ``.item()`` calls, leaving out ``one_hot``'s CPU-only range
+  checks of its indices).
 * **flops**: the model FLOPs of the ``train_all`` mix (its training steps plus the measurement every step
   runs, counted as the action table counts them) per second, against a large square matmul timed on the
   same device and precision.
@@ -39,6 +41,8 @@ def _make_env(env_id: str, num_envs: int | None, device: str, precision: str, sy
     import llm_repair_gym  # noqa: F401  (registers the ids)
 
     kwargs = {"device": device, "precision": precision, "progress": False}
+    if num_envs is None:  # the single env of gym.make
+        return gym.make(env_id, **kwargs)
     if sync:
         return gym.vector.SyncVectorEnv([lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
                                         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -70,24 +74,29 @@ def run_config(spec: dict) -> dict:
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
-    n, device, steps = spec["num_envs"], spec["device"], spec["steps"]
-    env = _make_env(spec["env_id"], n, device, spec["precision"], spec["sync"])
-    names = env.envs[0].unwrapped.action_names if spec["sync"] else env.action_names
+    device, steps, single = spec["device"], spec["steps"], spec["num_envs"] is None
+    n = 1 if single else spec["num_envs"]
+    env = _make_env(spec["env_id"], spec["num_envs"], device, spec["precision"], spec["sync"])
+    names = env.envs[0].unwrapped.action_names if spec["sync"] else env.unwrapped.action_names
     rng = np.random.default_rng(spec["seed"])
     out: dict = {**spec}
     for mix in MIXES:
         def actions(mix=mix):
-            return np.full(n, names.index("train_all")) if mix == "train_all" else rng.integers(len(names), size=n)
+            a = np.full(n, names.index("train_all")) if mix == "train_all" else rng.integers(len(names), size=n)
+            return int(a[0]) if single else a
 
         env.reset(seed=spec["seed"])
         env.step(actions())  # warm-up
         _sync_device(device)
         start = time.perf_counter()
         for _ in range(steps):
-            env.step(actions())
+            if single and env.step(actions())[2:4] != (False, False):
+                env.reset()
+            elif not single:
+                env.step(actions())
         _sync_device(device)
         out[f"{mix}_steps_per_s"] = steps * n / (time.perf_counter() - start)
-    if not spec["sync"]:
+    if not spec["sync"] and not single:
         out |= _reset_and_ops(env, names, spec)
     out["peak_memory_bytes"] = _peak_memory(device)
     env.close()
@@ -130,8 +139,9 @@ def _reset_and_ops(env, names: list[str], spec: dict) -> dict:
             torch.cuda.set_sync_debug_mode("default")
         sync_warnings = sum(1 for w in caught if "synchroniz" in str(w.message))
     else:
-        launches = None
-        syncs = sum(1 for e in events if e.name in ("aten::item", "aten::_local_scalar_dense"))
+        launches = None  # on the CPU, one_hot checks its indices with .item(); CUDA leaves that check out
+        syncs = sum(1 for e in events if e.name == "aten::item" and (e.cpu_parent is None or
+                                                                      e.cpu_parent.name != "aten::one_hot"))
         sync_warnings = None
     return {"reset_s": float(np.median(timings["reset"])), "train_all_step_s": float(np.median(timings["step"])),
             "ops_per_step": ops, "kernel_launches_per_step": launches, "host_syncs_per_step": syncs,
@@ -205,10 +215,10 @@ def main(argv: list[str] | None = None) -> dict:
             (8192 if gpu else 2048)}
     from tqdm.auto import tqdm
 
-    jobs = [(n, False) for n in sizes] + [(n, True) for n in sync_sizes]
+    jobs = [(None, False)] + [(n, False) for n in sizes] + [(n, True) for n in sync_sizes]
     rows = []
     for n, sync in tqdm(jobs, desc="configurations"):  # each times at least --min-env-steps env-steps per mix
-        timed = max(steps, -(-args.min_env_steps // n))
+        timed = max(steps, -(-args.min_env_steps // (n or 1)))
         rows.append(_in_subprocess(run_config, {**base, "num_envs": n, "sync": sync,
                                                 "steps": max(2, timed // 2) if sync else timed}))
     peak = _in_subprocess(matmul_peak, base)
@@ -225,8 +235,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _report(rows: list[dict], peak: dict, flops_per_step: float, base: dict) -> dict:
-    native = sorted((r for r in rows if not r["sync"]), key=lambda r: r["num_envs"])
+    native = sorted((r for r in rows if not r["sync"] and r["num_envs"]), key=lambda r: r["num_envs"])
     sync = {r["num_envs"]: r for r in rows if r["sync"]}
+    single = next(r for r in rows if r["num_envs"] is None)
     import torch
 
     lines = [f"device {base['device']} ({platform.processor() or platform.machine()}), precision {base['precision']}, "
@@ -243,7 +254,9 @@ def _report(rows: list[dict], peak: dict, flops_per_step: float, base: dict) -> 
                      f"{r['random_steps_per_s'] / r['train_all_steps_per_s']:.2f} | "
                      f"{r['reset_s'] / r['train_all_step_s']:.2f} | {r['ops_per_step']} | {launches} | "
                      f"{r['host_syncs_per_step']} | {model / 1e12:.3f} ({r['share_of_peak']:.0%}) |")
-    lines += ["", f"matmul peak: {peak['matmul_flops_per_s'] / 1e12:.3f} TFLOP/s ({peak['matmul_size']}^2, "
+    lines += ["", f"single env (gym.make): {single['train_all_steps_per_s']:.1f} steps/s train_all, "
+              f"{single['random_steps_per_s']:.1f} random",
+              "", f"matmul peak: {peak['matmul_flops_per_s'] / 1e12:.3f} TFLOP/s ({peak['matmul_size']}^2, "
               f"{base['precision']}); model FLOPs per train_all env-step: {flops_per_step / 1e9:.2f} GFLOP"]
     if sync:
         lines += ["", "| N | mix | native env-steps/s | SyncVectorEnv env-steps/s | native / sync |",
@@ -269,21 +282,24 @@ def _report(rows: list[dict], peak: dict, flops_per_step: float, base: dict) -> 
 
 def _plot(report: dict, path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    native = sorted((r for r in report["rows"] if not r["sync"]), key=lambda r: r["num_envs"])
+    native = sorted((r for r in report["rows"] if not r["sync"] and r["num_envs"]), key=lambda r: r["num_envs"])
     sync = sorted((r for r in report["rows"] if r["sync"]), key=lambda r: r["num_envs"])
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for mix, style in zip(MIXES, ("o-", "s--")):
-        ax.plot([r["num_envs"] for r in native], [r[f"{mix}_steps_per_s"] for r in native], style,
+    for mix, color in zip(MIXES, ("tab:blue", "tab:green")):
+        ax.plot([r["num_envs"] for r in native], [r[f"{mix}_steps_per_s"] for r in native], "o-", color=color,
                 label=f"native vector env, {mix}")
         if sync:
-            ax.plot([r["num_envs"] for r in sync], [r[f"{mix}_steps_per_s"] for r in sync], style, alpha=0.5,
-                    label=f"SyncVectorEnv of single envs, {mix}")
+            ax.plot([r["num_envs"] for r in sync], [r[f"{mix}_steps_per_s"] for r in sync], "s--", color=color,
+                    alpha=0.6, label=f"SyncVectorEnv of single envs, {mix}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("N (envs)")
     ax.set_ylabel("env-steps / s")
     ax.set_title(f"LLMRepair-v0 throughput ({native[0]['device']}, {native[0]['precision']})")
