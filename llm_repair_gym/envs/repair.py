@@ -515,8 +515,8 @@ def _manual() -> str:
     return f"""Repair a small GPT-2 that has something wrong with it.
 
     ## Description
-    At reset each env takes a healthy model from the preset's zoo, draws a fault and injects it. The
-    agent sees features of the model's state and outputs and edits its parameters, its training data and
+    At reset each env starts from an instance: a healthy model of the preset's zoo with a fault injected
+    (see Starting State). The agent sees features of the model's state and outputs and edits its parameters, its training data and
     its training algorithm until it declares the model repaired (`stop`). Categories: {", ".join(CATEGORIES)}.
 
     | fault | what happened | what a good repair looks like |
