@@ -7,8 +7,12 @@ lives, as one preallocated tensor, on the agent's device.
 
 The learning rule, with ``Q`` the online network and ``Q_target`` its lagged copy::
 
-    target = r + gamma * (1 - terminated) * Q_target(s', argmax_a Q(s', a))
+    target = R + gamma**m * (1 - terminated) * Q_target(s', argmax_a Q(s', a))
     loss   = Huber(Q(s, a), target)
+
+where ``R`` sums the next ``m`` rewards discounted (``m = n_step``, fewer when the episode ends sooner)
+and ``s'`` is the state ``m`` steps on. ``n_step=1`` is plain one-step DQN; ``dueling=True`` splits the
+network's head into a state value and action advantages (Wang et al., 2016).
 
 Only real terminal states stop bootstrapping; a time-limit truncation bootstraps from the true last
 observation. Gymnasium 1.x autoreset is handled in both modes: ``NEXT_STEP`` steps that only reset a
@@ -22,6 +26,7 @@ environment steps: transitions summed over sub-environments.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import dataclasses
 import os
@@ -81,6 +86,10 @@ class DQNConfig:
     """Widths of the Q-network's hidden layers."""
     double_q: bool = True
     """Select next actions with the online network (double DQN) rather than the target network."""
+    n_step: int = 1
+    """Rewards summed before bootstrapping (n-step returns; 1 is one-step DQN)."""
+    dueling: bool = False
+    """Q = V(s) + A(s, a) - mean_a A(s, a): separate value and advantage heads on the shared hidden layers."""
     scale_obs: bool = False
     """Map every observation feature with finite ``Box`` bounds affinely onto [-1, 1] inside the network
     (:meth:`DQNAgent.for_env` reads the bounds); for envs whose features differ in scale, like LLMRepair."""
@@ -96,12 +105,31 @@ class DQNConfig:
             "batch_size",
             "train_frequency",
             "gradient_steps",
+            "n_step",
         )
         for name in counts:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+
+
+REPAIR_DQN = DQNConfig(
+    learning_rate=5e-4,
+    buffer_size=50_000,
+    gamma=0.98,
+    target_network_frequency=256,
+    batch_size=128,
+    end_e=0.05,
+    exploration_fraction=0.5,
+    learning_starts=512,
+    train_frequency=16,
+    gradient_steps=16,
+    hidden_sizes=(128, 128),
+    scale_obs=True,
+)
+"""DQN settings for LLMRepair-v0: env steps are dear, gradient steps cheap, so every transition is replayed
+(one gradient step per env step) and the target network follows every 256 env steps."""
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: DQNConfig | None = None) -> None:
@@ -135,7 +163,7 @@ class QNetwork(nn.Module):
     """
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: tuple[int, ...],
-                 obs_low: np.ndarray | None = None, obs_high: np.ndarray | None = None) -> None:
+                 obs_low: np.ndarray | None = None, obs_high: np.ndarray | None = None, dueling: bool = False) -> None:
         super().__init__()
         shift, scale = np.zeros(obs_dim, dtype=np.float32), np.ones(obs_dim, dtype=np.float32)
         if obs_low is not None and obs_high is not None:
@@ -150,19 +178,25 @@ class QNetwork(nn.Module):
         for width in hidden_sizes:
             layers += [nn.Linear(in_features, width), nn.ReLU()]
             in_features = width
-        layers.append(nn.Linear(in_features, n_actions))
+        self.dueling = dueling
+        layers.append(nn.Linear(in_features, n_actions + 1 if dueling else n_actions))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values of shape ``(batch, n_actions)`` for observations of shape ``(batch, obs_dim)``."""
-        return self.layers((obs - self.obs_shift) / self.obs_scale)
+        out = self.layers((obs - self.obs_shift) / self.obs_scale)
+        if not self.dueling:
+            return out
+        value, advantage = out[:, :1], out[:, 1:]
+        return value + advantage - advantage.mean(dim=1, keepdim=True)
 
 
 class ReplayBuffer:
     """Fixed-capacity ring buffer of transitions, preallocated as one float32 tensor on ``device``.
 
-    Each transition is one row ``obs | next_obs | action | reward | terminated``, so storing a step and
-    sampling a batch are one tensor write and one gather each. The fields are exposed as column views.
+    Each transition is one row ``obs | next_obs | action | reward | terminated | discount``, so storing a step
+    and sampling a batch are one tensor write and one gather each. ``discount`` is what the bootstrapped value
+    of ``next_obs`` is multiplied by (``gamma ** m`` for an ``m``-step return). The fields are column views.
     """
 
     def __init__(self, capacity: int, obs_dim: int, device: torch.device, generator: torch.Generator) -> None:
@@ -170,7 +204,7 @@ class ReplayBuffer:
         self.obs_dim = obs_dim
         self.device = device
         self.generator = generator
-        self.rows = torch.zeros((capacity, 2 * obs_dim + 3), dtype=torch.float32, device=device)
+        self.rows = torch.zeros((capacity, 2 * obs_dim + 4), dtype=torch.float32, device=device)
         self.position = 0
         self.size = 0
 
@@ -199,6 +233,11 @@ class ReplayBuffer:
         """1.0 where the transition reached a terminal state, else 0.0, ``(capacity,)``."""
         return self.rows[:, 2 * self.obs_dim + 2]
 
+    @property
+    def discounts(self) -> torch.Tensor:
+        """Discount of each transition's bootstrapped value, ``(capacity,)``."""
+        return self.rows[:, 2 * self.obs_dim + 3]
+
     def add(
         self,
         obs: np.ndarray | torch.Tensor,
@@ -206,13 +245,14 @@ class ReplayBuffer:
         rewards: np.ndarray | torch.Tensor,
         next_obs: np.ndarray | torch.Tensor,
         terminated: np.ndarray | torch.Tensor,
+        discounts: np.ndarray | torch.Tensor,
     ) -> None:
         """Store a batch of transitions (one per row), overwriting the oldest once full. Numpy arrays or
         tensors; tensors already on the buffer's device are written without a host copy."""
         count = len(obs)
         if count > self.capacity:
             raise ValueError(f"cannot add {count} transitions to a buffer of capacity {self.capacity}")
-        columns = [obs, next_obs, actions[:, None], rewards[:, None], terminated[:, None]]
+        columns = [obs, next_obs, actions[:, None], rewards[:, None], terminated[:, None], discounts[:, None]]
         if isinstance(obs, torch.Tensor):
             new_rows = torch.cat([torch.as_tensor(c, device=self.device).float() for c in columns], dim=1)
         else:
@@ -225,11 +265,43 @@ class ReplayBuffer:
         self.size = min(self.size + count, self.capacity)
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, ...]:
-        """Uniformly sample ``(obs, actions, rewards, next_obs, terminated)`` with replacement."""
+        """Uniformly sample ``(obs, actions, rewards, next_obs, terminated, discounts)`` with replacement."""
         indices = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
         batch = self.rows[indices]
         d = self.obs_dim
-        return batch[:, :d], batch[:, 2 * d].long(), batch[:, 2 * d + 1], batch[:, d : 2 * d], batch[:, 2 * d + 2]
+        return (batch[:, :d], batch[:, 2 * d].long(), batch[:, 2 * d + 1], batch[:, d : 2 * d], batch[:, 2 * d + 2],
+                batch[:, 2 * d + 3])
+
+
+class NStepWindows:
+    """Per-env windows of the last ``n`` steps, turned into ``n``-step transitions for the replay buffer.
+
+    A step's transition leaves its env's window once ``n`` rewards follow it, or when the episode ends
+    (then with fewer), as ``(obs, action, sum_k gamma**k r_k, obs m steps on, terminated, gamma**m)``.
+    """
+
+    def __init__(self, n: int, gamma: float, num_envs: int) -> None:
+        self.n, self.gamma = n, gamma
+        self.windows: list[collections.deque] = [collections.deque() for _ in range(num_envs)]
+
+    def push(self, real: np.ndarray, obs, actions: np.ndarray, rewards: np.ndarray, next_obs,
+             terminated: np.ndarray, done: np.ndarray) -> tuple | None:
+        """Add one vector step (envs in ``real``); the transitions now complete, in env order, or None."""
+        out: list[tuple] = []
+        for i in np.flatnonzero(real):
+            window = self.windows[i]
+            window.append((obs[i], int(actions[i]), float(rewards[i])))
+            while len(window) == self.n or (done[i] and window):
+                first_obs, action, _ = window[0]
+                ret = sum(self.gamma ** k * r for k, (_, _, r) in enumerate(window))
+                out.append((first_obs, action, ret, next_obs[i], bool(terminated[i]), self.gamma ** len(window)))
+                window.popleft()
+        if not out:
+            return None
+        stack = torch.stack if isinstance(obs, torch.Tensor) else np.stack
+        columns = list(zip(*out))
+        return (stack(columns[0]), np.array(columns[1]), np.array(columns[2], dtype=np.float32), stack(columns[3]),
+                np.array(columns[4]), np.array(columns[5], dtype=np.float32))
 
 
 class DQNAgent:
@@ -255,8 +327,8 @@ class DQNAgent:
         sizes = tuple(self.config.hidden_sizes)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
-            self.q_network = QNetwork(obs_dim, n_actions, sizes, low, high).to(self.device)
-        self.target_network = QNetwork(obs_dim, n_actions, sizes, low, high).to(self.device)
+            self.q_network = QNetwork(obs_dim, n_actions, sizes, low, high, self.config.dueling).to(self.device)
+        self.target_network = QNetwork(obs_dim, n_actions, sizes, low, high, self.config.dueling).to(self.device)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
         self.optimizer = torch.optim.Adam(
@@ -304,13 +376,13 @@ class DQNAgent:
     def train_step(self) -> torch.Tensor:
         """One gradient step on a sampled batch; returns the (detached) Huber loss."""
         config = self.config
-        obs, actions, rewards, next_obs, terminated = self.replay_buffer.sample(config.batch_size)
+        obs, actions, rewards, next_obs, terminated, discounts = self.replay_buffer.sample(config.batch_size)
         with torch.no_grad():
             next_q_target = self.target_network(next_obs)
             next_q_selector = self.q_network(next_obs) if config.double_q else next_q_target
             next_actions = next_q_selector.argmax(dim=1, keepdim=True)
             next_q = next_q_target.gather(1, next_actions).squeeze(1)
-            td_target = rewards + config.gamma * (1.0 - terminated) * next_q
+            td_target = rewards + discounts * (1.0 - terminated) * next_q
         q = self.q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
         loss = F.smooth_l1_loss(q, td_target)
 
@@ -354,6 +426,7 @@ class DQNAgent:
         epsilon = LinearSchedule(config.start_e, config.end_e, int(config.exploration_fraction * total_steps))
 
         num_envs = vec_env.num_envs
+        windows = NStepWindows(config.n_step, config.gamma, num_envs)
         obs, _ = vec_env.reset(seed=int(self.rng.integers(2**31)))
         resetting = np.zeros(num_envs, dtype=bool)
         episode_return = np.zeros(num_envs)
@@ -378,13 +451,9 @@ class DQNAgent:
                     learned_next_obs = (_final_obs_on_device(next_obs, info) if on_device
                                         else final_observations(next_obs, done, info))
                 real = ~resetting
-                if on_device:
-                    rows = torch.as_tensor(np.flatnonzero(real), device=next_obs.device)
-                    self.replay_buffer.add(obs[rows], torch.as_tensor(actions[real]), torch.as_tensor(reward[real]),
-                                           learned_next_obs[rows], torch.as_tensor(terminated[real]))
-                else:
-                    self.replay_buffer.add(obs[real], actions[real], reward[real], learned_next_obs[real],
-                                           terminated[real])
+                transitions = windows.push(real, obs, actions, reward, learned_next_obs, terminated, done)
+                if transitions is not None:
+                    self.replay_buffer.add(*transitions)
 
                 steps_before = steps_done
                 steps_done += int(real.sum())

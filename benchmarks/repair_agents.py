@@ -1,10 +1,12 @@
-"""Leaderboard on LLMRepair-v0: no-op, random, tabular Q, DQN and the oracle on the same held-out episodes.
+"""Leaderboard on LLMRepair-v0: no-op, random, the heuristic, tabular Q, DQN and the oracle on the same
+held-out episodes.
 
     python -m benchmarks.repair_agents --seeds 1 2 3 4 5 --total-steps 4000 --jobs 2
 
 For every seed ``s`` the trained agents are trained by ``scripts/train_tabular_q.py`` and
 ``scripts/train_dqn.py`` (``--jobs`` at a time, one torch thread each) and evaluated greedily on held-out
-evaluation set ``s``; no-op, random (seeded ``s``) and the privileged oracle are played on the same set.
+evaluation set ``s``; no-op, random (seeded ``s``), the observation-only heuristic and the privileged oracle
+are played on the same set.
 A row's return is the mean over seeds of each seed's mean episode return, with a 95% Student-t
 confidence interval over the seeds. Runs whose ``eval.json`` already exists are reused unless
 ``--retrain``. Writes ``leaderboard.json``, ``leaderboard.md`` and ``leaderboard.png`` to ``--out-dir``.
@@ -26,6 +28,7 @@ import numpy as np
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
+from agents.heuristic import HeuristicPolicy
 from llm_repair_gym.evaluation import evaluate_on_held_out, summarize
 from llm_repair_gym.faults import FAULT_NAMES
 
@@ -37,7 +40,7 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 """Two-sided 95% quantiles of Student's t by degrees of freedom (larger df: the next smaller key's value)."""
 
 TRAINED = ("tabular_q", "dqn")
-ROWS = ("noop", "random", "tabular_q", "dqn", "oracle")
+ROWS = ("noop", "random", "heuristic", "tabular_q", "dqn", "oracle")
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
@@ -81,8 +84,9 @@ def train_runs(args: argparse.Namespace) -> None:
 
 def baseline_summaries(args: argparse.Namespace, seed: int, action_names: list[str],
                        feature_names: list[str]) -> dict[str, dict]:
-    """No-op, random and oracle on evaluation set ``seed``."""
+    """No-op, random, the observation-only heuristic and the oracle on evaluation set ``seed``."""
     policies = {"noop": NoOpPolicy(action_names), "random": RandomPolicy(action_names, seed=seed),
+                "heuristic": HeuristicPolicy(action_names, feature_names),
                 "oracle": OraclePolicy(action_names, feature_names)}
     return {name: summarize(evaluate_on_held_out(args.env_id, policy, seed, args.eval_episodes,
                                                  num_envs=args.num_envs, device=args.device, progress=False))

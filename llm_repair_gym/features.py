@@ -46,6 +46,9 @@ def build_features(group_names: list[str]) -> tuple[Feature, ...]:
         Feature("optimizer_adamw", 0, 1, "1 for AdamW, 0 for SGD with momentum"),
         Feature("kept_fraction", 0, 1, "fraction of the training pool not filtered out"),
         Feature("steps_used", 0, 1, "fraction of the step budget used"),
+        Feature("below_best", 0, 1, "mean validation accuracy of the best snapshot (what rollback returns to) "
+                "minus the current one"),
+        Feature("since_best", 0, 1, "steps since the best snapshot last improved, as a fraction of the budget"),
         Feature("compute_used", 0, 8, "compute spent / (budget steps x one train_all)"),
         Feature("sparsity", 0, 1, "fraction of zero weights in block matrices"),
         Feature("diverged", 0, 1, "1 when parameters or loss are non-finite"),
@@ -64,7 +67,7 @@ def assemble(table: tuple[Feature, ...], columns: dict[str, torch.Tensor]) -> to
 
 def columns(m: Measurement, previous_accuracy: torch.Tensor, group_names: list[str], lr: torch.Tensor,
             adamw: torch.Tensor, kept_fraction: torch.Tensor, steps_used: torch.Tensor,
-            compute_used: torch.Tensor) -> dict[str, torch.Tensor]:
+            compute_used: torch.Tensor, below_best: torch.Tensor, since_best: torch.Tensor) -> dict[str, torch.Tensor]:
     """Feature values by name from a measurement and the envs' settings and budget."""
     out: dict[str, torch.Tensor] = {}
     for i, f in enumerate(FAMILIES):
@@ -81,6 +84,8 @@ def columns(m: Measurement, previous_accuracy: torch.Tensor, group_names: list[s
     out["optimizer_adamw"] = adamw.float()
     out["kept_fraction"] = kept_fraction
     out["steps_used"] = steps_used
+    out["below_best"] = below_best
+    out["since_best"] = since_best
     out["compute_used"] = compute_used
     out["sparsity"] = m.sparsity
     out["diverged"] = m.crashed.float()

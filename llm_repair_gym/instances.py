@@ -84,7 +84,7 @@ def blank_state(ctx: Context, n: int) -> RepairState:
         lr_level=long0.clone(), fact_tables=torch.zeros(n, ctx.zoo_fact_tables.shape[1], dtype=torch.long, device=dev),
         pool_ids=pool, corrupt={f: torch.zeros_like(v, dtype=torch.bool) for f, v in pool.items()},
         keep={f: torch.ones_like(v, dtype=torch.bool) for f, v in pool.items()},
-        snapshot=params.clone(), snapshot_score=torch.zeros(n, device=dev),
+        snapshot=params.clone(), snapshot_score=torch.zeros(n, device=dev), since_best=long0.clone(),
         rng=BatchedRNG(long0), steps=long0.clone(), flops=torch.zeros(n, dtype=torch.float64, device=dev),
         episode_cost=torch.zeros(n, device=dev), accuracy=zeros_f.clone(), reset_accuracy=zeros_f.clone(),
         healthy_accuracy=zeros_f.clone(), crashed=torch.zeros(n, dtype=torch.bool, device=dev),

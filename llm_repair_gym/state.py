@@ -30,6 +30,7 @@ class RepairState:
     keep: dict[str, torch.Tensor]  # family -> [N, S] bool: not filtered out
     snapshot: torch.Tensor  # [N, P] best parameters seen this episode
     snapshot_score: torch.Tensor  # [N]: mean validation accuracy of the snapshot
+    since_best: torch.Tensor  # [N] long: steps since the snapshot last improved
     rng: BatchedRNG
     steps: torch.Tensor  # [N] long: actions taken this episode
     flops: torch.Tensor  # [N] float64: compute spent this episode

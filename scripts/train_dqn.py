@@ -19,7 +19,7 @@ import time
 import gymnasium as gym
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
-from agents.dqn import DQNAgent, DQNConfig, add_config_arguments, config_from_args
+from agents.dqn import REPAIR_DQN, DQNAgent, add_config_arguments, config_from_args
 from llm_repair_gym.evaluation import (
     GreedyPolicy,
     add_run_arguments,
@@ -27,23 +27,6 @@ from llm_repair_gym.evaluation import (
     evaluate_and_save,
     prepare_run,
 )
-
-REPAIR_DQN = DQNConfig(
-    learning_rate=5e-4,
-    buffer_size=50_000,
-    gamma=0.98,
-    target_network_frequency=256,
-    batch_size=128,
-    end_e=0.05,
-    exploration_fraction=0.5,
-    learning_starts=512,
-    train_frequency=16,
-    gradient_steps=16,
-    hidden_sizes=(128, 128),
-    scale_obs=True,
-)
-"""DQN settings for LLMRepair-v0: env steps are dear, gradient steps cheap, so every transition is replayed
-(one gradient step per env step) and the target network follows every 256 env steps."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

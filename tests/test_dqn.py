@@ -10,7 +10,7 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
-from agents.dqn import DQNAgent, DQNConfig, ReplayBuffer
+from agents.dqn import DQNAgent, DQNConfig, QNetwork, ReplayBuffer
 
 RESET_OBS = np.array([0.0, 0.0], dtype=np.float32)
 LAST_OBS = np.array([1.0, 1.0], dtype=np.float32)
@@ -94,11 +94,42 @@ def test_loss_matches_hand_computed_targets(double_q: bool, terminated: bool, ex
         rewards=np.array([1.0]),
         next_obs=np.array([[3.0, 1.0]]),
         terminated=np.array([terminated]),
+        discounts=np.array([0.5]),  # gamma of a one-step transition
     )
     weight_before = agent.q_network.layers[0].weight.detach().clone()
     loss = agent.train_step()
     assert loss.item() == expected_loss
     assert torch.equal(agent.q_network.layers[0].weight, weight_before) == (expected_loss == 0.0)
+
+
+def test_n_step_windows_sum_discounted_rewards_and_flush_at_episode_end() -> None:
+    from agents.dqn import NStepWindows
+
+    windows = NStepWindows(n=3, gamma=0.5, num_envs=2)
+    real, not_done = np.array([True, False]), np.zeros(2, dtype=bool)
+    obs = [np.full((2, 1), float(t)) for t in range(5)]  # env 0's observation t is [t]
+    for t in range(2):
+        assert windows.push(real, obs[t], np.array([t, 0]), np.array([t + 1.0, 0]), obs[t + 1], not_done,
+                            not_done) is None  # fewer than 3 rewards yet
+    first, actions, rewards, nxt, terminated, discounts = windows.push(
+        real, obs[2], np.array([2, 0]), np.array([3.0, 0]), obs[3], not_done, not_done)
+    assert first[:, 0].tolist() == [0.0] and rewards.tolist() == [1 + 0.5 * 2 + 0.25 * 3]
+    assert nxt[:, 0].tolist() == [3.0] and discounts.tolist() == [0.125] and not terminated.any()
+    done = np.array([True, False])
+    first, actions, rewards, nxt, terminated, discounts = windows.push(
+        real, obs[3], np.array([3, 0]), np.array([4.0, 0]), obs[4], done, done)
+    assert first[:, 0].tolist() == [1.0, 2.0, 3.0] and actions.tolist() == [1, 2, 3]
+    assert rewards.tolist() == [2 + 0.5 * 3 + 0.25 * 4, 3 + 0.5 * 4, 4.0]
+    assert discounts.tolist() == [0.125, 0.25, 0.5] and terminated.all() and (nxt[:, 0] == 4.0).all()
+    assert not windows.windows[0]  # the episode's window is empty again
+
+
+def test_dueling_head_centres_the_advantages() -> None:
+    net = QNetwork(3, 4, (8,), dueling=True)
+    obs = torch.randn(5, 3)
+    q = net(obs)
+    value = net.layers(obs)[:, :1]
+    torch.testing.assert_close(q.mean(dim=1, keepdim=True), value)
 
 
 @pytest.mark.parametrize("tau", [1.0, 0.25])

@@ -249,6 +249,7 @@ class LLMRepairVectorEnv(VectorEnv):
         s.crashed[env_ids] = m.crashed
         s.snapshot[env_ids] = s.params[env_ids]
         s.snapshot_score[env_ids] = m.val_accuracy.mean(1)
+        s.since_best[env_ids] = 0
         s.steps[env_ids] = 0
         s.flops[env_ids] = 0
         s.episode_cost[env_ids] = 0
@@ -307,6 +308,7 @@ class LLMRepairVectorEnv(VectorEnv):
         better = (score_now > s.snapshot_score) & ~m.crashed
         s.snapshot.copy_(torch.where(better[:, None], s.params, s.snapshot))
         s.snapshot_score = torch.where(better, score_now, s.snapshot_score)
+        s.since_best = torch.where(better, 0, s.since_best + 1)
         obs = self._observe(m, s.accuracy)
         s.accuracy, s.crashed = m.val_accuracy, m.crashed
         return obs, reward, flops, cost
@@ -380,7 +382,9 @@ class LLMRepairVectorEnv(VectorEnv):
         kept = sum(s.keep[f][ids].float().mean(1) for f in FAMILIES) / len(FAMILIES)
         cols = columns(m, previous_accuracy, self.group_names, s.opt.lr[ids], s.opt.optimizer[ids] == optim.ADAMW,
                        kept, s.steps[ids].float() / self.max_episode_steps,
-                       (s.flops[ids] / (self.max_episode_steps * self.flops_ref)).float())
+                       (s.flops[ids] / (self.max_episode_steps * self.flops_ref)).float(),
+                       s.snapshot_score[ids] - m.val_accuracy.mean(1),
+                       s.since_best[ids].float() / self.max_episode_steps)
         return assemble(self.features, cols)
 
     def _info_columns(self, actions: torch.Tensor | None = None, flops: torch.Tensor | None = None,
@@ -516,8 +520,9 @@ def _manual() -> str:
 
     ## Description
     At reset each env starts from an instance: a healthy model of the preset's zoo with a fault injected
-    (see Starting State). The agent sees features of the model's state and outputs and edits its parameters, its training data and
-    its training algorithm until it declares the model repaired (`stop`). Categories: {", ".join(CATEGORIES)}.
+    (see Starting State). The agent sees features of the model's state and outputs and edits its
+    parameters, its training data and its training algorithm until it declares the model repaired
+    (`stop`). Categories: {", ".join(CATEGORIES)}.
 
     | fault | what happened | what a good repair looks like |
     |---|---|---|
@@ -584,8 +589,9 @@ def _manual() -> str:
     * v0 (0.2): resets copy cached bank instances (train/test splits, `info["instance"]`); the optimizer
       starts fresh after an injection; batches are cut per family, and FLOP costs count each family's
       length (`train_syntax` costs 1.5x `train_all`, `train_fact` 0.56x); `switch_optimizer` starts the new
-      optimizer with fresh moments; `precision`, `output`, `chunk_envs` and `compile`. Every figure was
-      measured again.
+      optimizer with fresh moments; `precision`, `output`, `chunk_envs` and `compile`; two observation
+      features, `below_best` and `since_best`, so that what `rollback` would return to and how long the
+      repair has stalled are part of the state (35 features for `tiny`). Every figure was measured again.
     * v0 (0.1): initial version.
     """
 
