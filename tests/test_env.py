@@ -94,7 +94,10 @@ def test_invalid_actions_raise_before_any_change(micro):
 @pytest.mark.parametrize("kwargs, message", [
     ({"num_envs": 0}, "num_envs"), ({"faults": ["gremlins"]}, "faults"), ({"cost_weight": -1.0}, "cost_weight"),
     ({"max_episode_steps": 0}, "max_episode_steps"), ({"cost_limit": float("nan")}, "cost_limit"),
-    ({"preset": "huge"}, "unknown preset"),
+    ({"preset": "huge"}, "unknown preset"), ({"device": "tpu"}, "device must be"), ({"device": 3.5}, "device must be"),
+    ({"num_threads": 0}, "num_threads"), ({"num_envs": True}, "num_envs"),
+    pytest.param({"device": "cuda"}, "no CUDA device", marks=pytest.mark.skipif(torch.cuda.is_available(),
+                                                                                reason="this machine has CUDA")),
 ])
 def test_bad_kwargs_are_rejected(micro, kwargs, message):
     args = {**micro, "num_envs": 1, **kwargs}

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 from typing import Any
 
@@ -16,7 +18,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from llm_repair_gym import optim
+from llm_repair_gym import __version__, optim
 from llm_repair_gym.actions import CATEGORIES, Action, build_actions
 from llm_repair_gym.allocator import keep_freed_memory
 from llm_repair_gym.dynamics import (
@@ -36,6 +38,7 @@ from llm_repair_gym.dynamics import (
     train,
     validation_accuracy,
 )
+from llm_repair_gym.env_state import STATE_FORMAT, EnvState, json_config
 from llm_repair_gym.faults import FAULT_NAMES, FAULTS, fault_indices, target_names
 from llm_repair_gym.features import assemble, build_features, columns
 from llm_repair_gym.instances import INSTANCE_MODES, BankConfig, InstanceBank, blank_state, load_bank, start_live
@@ -43,8 +46,10 @@ from llm_repair_gym.model import group_names
 from llm_repair_gym.precision import precision_context
 from llm_repair_gym.presets import Preset, get_preset
 from llm_repair_gym.tasks import FAMILIES, TaskSuite
+from llm_repair_gym.threads import configure_threads
 from llm_repair_gym.zoo import load_zoo, zoo_hash
 
+ENV_ID = "LLMRepair-v0"
 HEALTHY_MARGIN = 0.05  # a family within this of its healthy accuracy at reset counts as working
 _AUTORESET_MODES = (AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
 OUTPUTS = ("numpy", "torch")
@@ -91,8 +96,9 @@ class LLMRepairVectorEnv(VectorEnv):
                  cache_dir: str | None = None, dynamics: DynamicsConfig | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP, progress: bool = True,
                  instances: str = "train", bank: BankConfig | None = None, precision: str = "fp32",
-                 output: str = "numpy", chunk_envs: int = 256, compile: bool = False) -> None:
-        if not isinstance(num_envs, int) or num_envs < 1:
+                 output: str = "numpy", chunk_envs: int = 256, compile: bool = False,
+                 num_threads: int | None = None) -> None:
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
@@ -111,7 +117,8 @@ class LLMRepairVectorEnv(VectorEnv):
         if not isinstance(chunk_envs, int) or chunk_envs < 1:
             raise ValueError(f"chunk_envs must be a positive int, got {chunk_envs!r}")
         self.preset = get_preset(preset)
-        self.device = torch.device(device)
+        self.device = _check_device(device)
+        configure_threads(num_threads)
         if self.device.type == "cpu":
             keep_freed_memory()
         self.precision = precision
@@ -165,6 +172,68 @@ class LLMRepairVectorEnv(VectorEnv):
         self._obs = torch.zeros(num_envs, len(self.features), device=self.device)  # every env's current obs
         self._steps = np.zeros(num_envs, dtype=np.int64)  # host mirror of state.steps: episode ends need no sync
         self._needs_reset = np.ones(num_envs, dtype=bool)
+        self._identity = {"env_id": ENV_ID, "format": STATE_FORMAT, "version": __version__, "num_envs": num_envs,
+                          "config": json_config(
+                              preset=dataclasses.asdict(self.preset), zoo_seed=zoo_seed,
+                              dynamics=dataclasses.asdict(dyn), instances=instances,
+                              bank=dataclasses.asdict(bank or BankConfig()) if instances != "live" else None,
+                              faults=[FAULT_NAMES[i] for i in self.allowed_faults], cost_weight=cost_weight,
+                              crash_penalty=crash_penalty, cost_limit=cost_limit,
+                              max_episode_steps=max_episode_steps, precision=precision,
+                              autoreset_mode=autoreset_mode.value)}
+
+    # --- state: save, restore, fork -------------------------------------------------------------------
+
+    def get_state(self) -> EnvState:
+        """A copy of everything that determines the envs' future (on the CPU); see :class:`EnvState`."""
+        self._check_open()
+        tensors = {name: t.detach().cpu().clone() for name, t in self.state.tensors().items()}
+        tensors["env.obs"] = self._obs.detach().cpu().clone()
+        host = {"started": self._started, "steps": self._steps.tolist(), "needs_reset": self._needs_reset.tolist(),
+                "np_random": None if self._np_random is None else self._np_random.bit_generator.state}
+        return EnvState(identity=copy.deepcopy(self._identity), host=host, tensors=tensors)
+
+    def set_state(self, state: EnvState) -> None:
+        """Continue from ``state`` (from :meth:`get_state` or :meth:`EnvState.load`): the next step gives what
+        the env that made it would have given. A state from a different env (id, version, ``num_envs``,
+        preset or any trajectory-changing setting) is refused with what differs; nothing changes then."""
+        self._check_open()
+        if not isinstance(state, EnvState):
+            raise TypeError(f"set_state takes an EnvState, got {type(state).__name__}")
+        state.check_matches(self._identity)
+        tensors = dict(state.tensors)
+        obs = tensors.pop("env.obs", None)
+        if obs is None or obs.shape != self._obs.shape:
+            raise ValueError(f"state tensor env.obs: expected shape {tuple(self._obs.shape)}")
+        self.state.load_tensors({k: v.to(self.device) for k, v in tensors.items()})  # checks all, then copies
+        self._obs = obs.to(self.device, self._obs.dtype).clone()
+        host = state.host
+        self._started = bool(host["started"])
+        self._steps = np.asarray(host["steps"], dtype=np.int64)
+        self._needs_reset = np.asarray(host["needs_reset"], dtype=bool)
+        self._np_random = _generator(host["np_random"])
+
+    def fork(self) -> LLMRepairVectorEnv:
+        """An independent copy of this env in its current state: stepped with the same actions, it gives the
+        same observations, rewards and infos. It shares the read-only zoo, tasks and instance bank."""
+        self._check_open()
+        other = copy.copy(self)
+        other.state = self.state.clone()
+        other._obs = self._obs.clone()
+        other._steps, other._needs_reset = self._steps.copy(), self._needs_reset.copy()
+        other._np_random = copy.deepcopy(self._np_random)
+        for name in ("observation_space", "action_space", "single_observation_space", "single_action_space"):
+            setattr(other, name, copy.deepcopy(getattr(self, name)))
+        return other
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Free the envs' tensors; any later call but ``close`` raises."""
+        self.state = None
+        self._obs = None
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this env is closed: make a new one")
 
     # --- reset ---------------------------------------------------------------------------------------
 
@@ -175,7 +244,7 @@ class LLMRepairVectorEnv(VectorEnv):
         ``options["instance"]`` (an int, or one int per env) starts the reset envs from those bank instances
         instead of drawing them from the seeded stream.
         """
-        super().reset(seed=seed if isinstance(seed, int) else None)
+        self._check_open()
         options = options or {}
         unknown = set(options) - {"reset_mask", "instance"}
         if unknown:
@@ -187,15 +256,11 @@ class LLMRepairVectorEnv(VectorEnv):
                 raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
             if not self._started and not mask.all():
                 raise ValueError("the first reset must reset every env (no reset_mask)")
-        if seed is None:
-            seeds = self.np_random.integers(0, 2**62, size=self.num_envs)
-        elif isinstance(seed, (int, np.integer)):
-            seeds = np.arange(self.num_envs, dtype=np.int64) + int(seed)
-        else:
-            seeds = np.asarray(seed, dtype=np.int64)
-            if seeds.shape != (self.num_envs,):
-                raise ValueError(f"seed must be an int or {self.num_envs} ints, got {seed!r}")
+        seeds = self._check_seeds(seed)
         instance = self._check_instances(options.get("instance"), mask)
+        super().reset(seed=int(seed) if isinstance(seed, (int, np.integer)) else None)  # validated: now change
+        if seeds is None:
+            seeds = self.np_random.integers(0, 2**62, size=self.num_envs)
         env_ids = self._to_device(np.flatnonzero(mask))
         with self._precision():
             fresh = self._reset_envs(env_ids, self._to_device(seeds[mask]), instance)
@@ -209,6 +274,20 @@ class LLMRepairVectorEnv(VectorEnv):
         host = _Unpacker(torch.cat([self._obs.double(), *_columns_2d(info)], 1).cpu().numpy())
         obs = host.take(self._obs.shape[1]).astype(np.float32)
         return obs, _with_masks(self._host_info(host, info), mask)
+
+    def _check_seeds(self, seed) -> np.ndarray | None:
+        """Every env's episode seed (``None``: drawn from the env's generator); ``ValueError`` when invalid."""
+        allowed = f"None, an int in [0, 2**63 - {self.num_envs}] or {self.num_envs} such ints"
+        if seed is None:
+            return None
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+            if not 0 <= int(seed) <= 2**63 - self.num_envs:
+                raise ValueError(f"seed must be {allowed}, got {seed!r}")
+            return np.arange(self.num_envs, dtype=np.int64) + int(seed)
+        seeds = np.asarray(seed)
+        if seeds.shape != (self.num_envs,) or not np.issubdtype(seeds.dtype, np.integer) or (seeds < 0).any():
+            raise ValueError(f"seed must be {allowed}, got {seed!r}")
+        return seeds.astype(np.int64)
 
     def _check_instances(self, instance, mask: np.ndarray) -> torch.Tensor | None:
         """Validate ``options["instance"]`` on the host; the ids of the reset envs, on the device."""
@@ -339,6 +418,7 @@ class LLMRepairVectorEnv(VectorEnv):
         return obs_np, reward_np, terminated, truncated, info_np
 
     def _check_actions(self, actions) -> np.ndarray:
+        self._check_open()
         if isinstance(actions, torch.Tensor):
             actions = actions.detach().cpu().numpy()
         a = np.asarray(actions)
@@ -422,6 +502,33 @@ class LLMRepairVectorEnv(VectorEnv):
         return out
 
 
+def _generator(state: dict | None) -> np.random.Generator | None:
+    """A numpy generator restored from its bit generator's ``state`` (None stays None)."""
+    if state is None:
+        return None
+    generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    generator.bit_generator.state = state
+    return generator
+
+
+def _check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device the env can run on; ``ValueError`` saying what is allowed otherwise."""
+    allowed = "'cpu', 'cuda' or 'cuda:<index>'"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be {allowed}, got {device!r}") from err
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be {allowed}, got {device!r}")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r}: this machine's torch sees no CUDA device; use 'cpu'")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})")
+    return dev
+
+
 class _Unpacker:
     """Reads the columns of one packed host array back, in the order they were packed."""
 
@@ -492,6 +599,9 @@ class LLMRepairEnv(gym.Env):
         self.feature_names = self.vector.feature_names
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        self.vector._check_open()
+        if seed is not None:
+            self.vector._check_seeds(seed)  # refused before anything changes
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(0, 2**62)) if seed is None else seed
         obs, info = self.vector.reset(seed=episode_seed, options=options)
@@ -502,6 +612,32 @@ class LLMRepairEnv(gym.Env):
             raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
         obs, reward, terminated, truncated, info = self.vector.step(np.array([int(action)]))
         return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), _unbatch(info, 0)
+
+    def get_state(self) -> EnvState:
+        """A copy of everything that determines the env's future; see :meth:`LLMRepairVectorEnv.get_state`."""
+        state = self.vector.get_state()
+        state.host["single_np_random"] = None if self._np_random is None else self._np_random.bit_generator.state
+        return state
+
+    def set_state(self, state: EnvState) -> None:
+        """Continue from ``state``; a state of another env, or of a vector env, is refused with what differs."""
+        if not isinstance(state, EnvState) or "single_np_random" not in state.host:
+            raise ValueError("set_state takes an EnvState from a single LLMRepairEnv's get_state "
+                             "(a vector env's state goes to a vector env)")
+        self.vector.set_state(state)
+        self._np_random = _generator(state.host["single_np_random"])
+
+    def fork(self) -> LLMRepairEnv:
+        """An independent copy in the current state (unwrapped: call it on ``env.unwrapped``)."""
+        other = copy.copy(self)
+        other.vector = self.vector.fork()
+        other.observation_space = other.vector.single_observation_space
+        other.action_space = other.vector.single_action_space
+        other._np_random = copy.deepcopy(self._np_random)
+        return other
+
+    def close(self) -> None:
+        self.vector.close()
 
 
 def _manual() -> str:

@@ -1,0 +1,92 @@
+"""A saved env state: everything needed to continue a repair exactly where it was, in this process or another.
+
+An :class:`EnvState` holds the batched episode state's tensors (parameters, optimizer moments, pools,
+random streams, bookkeeping), the env's host-side counters and its numpy generator, and the identity of
+the env that made it: env id, package version, state format, ``num_envs`` and every constructor setting
+that changes a trajectory (preset, zoo seed, dynamics, instances, faults, reward weights, episode length,
+precision, autoreset mode). ``set_state`` refuses a state whose identity differs, naming what differs.
+
+On disk a state is one safetensors file: the tensors, plus the rest as JSON in the file's metadata, with a
+sha256 of every tensor's bytes. A truncated or altered file is refused when loaded, never half-read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+STATE_FORMAT = 1
+_METADATA_KEY = "llm_repair_gym_state"
+
+
+@dataclass
+class EnvState:
+    """One env's (or vector env's) state. ``tensors`` live on the CPU; ``identity`` and ``host`` are JSON."""
+
+    identity: dict[str, Any]  # what made it: env_id, version, format, num_envs, config
+    host: dict[str, Any]  # host-side counters and the numpy generator's state
+    tensors: dict[str, torch.Tensor]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the state to ``path`` (one safetensors file, written whole then renamed into place)."""
+        path = Path(path)
+        meta = {"identity": self.identity, "host": self.host, "sha256": _digest(self.tensors)}
+        data = save({k: t.contiguous() for k, t in self.tensors.items()},
+                    metadata={_METADATA_KEY: json.dumps(meta)})
+        scratch = path.with_name(f"{path.name}.tmp")
+        scratch.write_bytes(data)
+        scratch.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> EnvState:
+        """Read a state written by :meth:`save`; ``ValueError`` when the file is truncated, altered or not one."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise ValueError(f"cannot read env state {path}: {err}") from err
+        try:
+            tensors = load(data)
+            header_len = int.from_bytes(data[:8], "little")
+            metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {})
+            meta = json.loads(metadata[_METADATA_KEY])
+        except (SafetensorError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path} is not an llm-repair-gym env state (or it is truncated): {err}") from err
+        if _digest(tensors) != meta.get("sha256"):
+            raise ValueError(f"{path}: the tensors' checksum does not match the one saved with them "
+                             "(the file was altered or damaged)")
+        return cls(identity=meta["identity"], host=meta["host"], tensors=tensors)
+
+    def check_matches(self, identity: dict[str, Any]) -> None:
+        """Raise ``ValueError`` naming every difference between this state's identity and ``identity``."""
+        problems = [f"{key}: state has {self.identity.get(key)!r}, env has {identity[key]!r}"
+                    for key in ("env_id", "format", "version", "num_envs")
+                    if self.identity.get(key) != identity[key]]
+        mine, theirs = self.identity.get("config", {}), identity["config"]
+        problems += [f"config {key}: state has {mine.get(key)!r}, env has {theirs.get(key)!r}"
+                     for key in sorted(set(mine) | set(theirs)) if mine.get(key) != theirs.get(key)]
+        if problems:
+            raise ValueError("this state was made by a different env; " + "; ".join(problems))
+
+
+def json_config(**config: Any) -> dict[str, Any]:
+    """``config`` as it reads back from JSON (tuples become lists), so saved and live configs compare equal."""
+    return json.loads(json.dumps(config))
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

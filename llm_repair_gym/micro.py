@@ -1,0 +1,26 @@
+"""The ``micro`` settings: LLMRepair's full mechanics at a fraction of the cost, for tests and fuzzing.
+
+The tiny architecture, its zoo trained for 3 steps (so accuracies mean nothing), pools of 40 examples, a
+12 + 6 instance bank with no minimum drop. Every code path of the env runs; a step takes milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llm_repair_gym.dynamics import DynamicsConfig
+from llm_repair_gym.instances import BankConfig
+from llm_repair_gym.presets import Preset, get_preset
+
+
+def micro_preset() -> Preset:
+    """The tiny architecture with a zoo of two models trained for three steps."""
+    return get_preset("tiny").replace(name="micro", num_models=2, steps=3, warmup_steps=1, batch_per_family=4)
+
+
+def micro_env_kwargs(cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """Constructor kwargs that make any LLMRepair env micro (its zoo and bank build in seconds)."""
+    return {"preset": micro_preset(), "cache_dir": None if cache_dir is None else str(cache_dir), "progress": False,
+            "dynamics": DynamicsConfig(pool_size=40, batch_size=12, train_steps=2, eval_size=16, spread_size=16),
+            "bank": BankConfig(train_size=12, test_size=6, min_drop=0.0, build_batch=12)}
