@@ -7,7 +7,7 @@ that changes a trajectory (preset, zoo seed, dynamics, instances, faults, reward
 precision, autoreset mode). ``set_state`` refuses a state whose identity differs, naming what differs.
 
 On disk a state is one safetensors file: the tensors, plus the rest as JSON in the file's metadata, with a
-sha256 of every tensor's bytes. A truncated or altered file is refused when loaded, never half-read.
+sha256 over all of it. A truncated or altered file is refused when loaded, never half-read.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class EnvState:
     def save(self, path: str | Path) -> Path:
         """Write the state to ``path`` (one safetensors file, written whole then renamed into place)."""
         path = Path(path)
-        meta = {"identity": self.identity, "host": self.host, "sha256": _digest(self.tensors)}
+        meta = {"identity": self.identity, "host": self.host,
+                "sha256": _digest(self.tensors, self.identity, self.host)}
         data = save({k: t.contiguous() for k, t in self.tensors.items()},
                     metadata={_METADATA_KEY: json.dumps(meta)})
         scratch = path.with_name(f"{path.name}.tmp")
@@ -60,8 +61,10 @@ class EnvState:
             meta = json.loads(metadata[_METADATA_KEY])
         except (SafetensorError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{path} is not an llm-repair-gym env state (or it is truncated): {err}") from err
-        if _digest(tensors) != meta.get("sha256"):
-            raise ValueError(f"{path}: the tensors' checksum does not match the one saved with them "
+        if not isinstance(meta, dict) or not {"identity", "host", "sha256"} <= set(meta):
+            raise ValueError(f"{path} is not an llm-repair-gym env state: its metadata lacks identity, host or sha256")
+        if _digest(tensors, meta["identity"], meta["host"]) != meta["sha256"]:
+            raise ValueError(f"{path}: the checksum does not match the one saved with the state "
                              "(the file was altered or damaged)")
         return cls(identity=meta["identity"], host=meta["host"], tensors=tensors)
 
@@ -82,9 +85,10 @@ def json_config(**config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(config))
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
-    h = hashlib.sha256()
+def _digest(tensors: dict[str, torch.Tensor], identity: dict, host: dict) -> str:
+    """sha256 over the identity and host values (as canonical JSON) and every tensor's name, dtype, shape and
+    bytes, in name order."""
+    h = hashlib.sha256(json.dumps([identity, host], sort_keys=True).encode())
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())

@@ -1,7 +1,8 @@
 """The ``micro`` settings: LLMRepair's full mechanics at a fraction of the cost, for tests and fuzzing.
 
 The tiny architecture, its zoo trained for 3 steps (so accuracies mean nothing), pools of 40 examples, a
-12 + 6 instance bank with no minimum drop. Every code path of the env runs; a step takes milliseconds.
+12 + 6 instance bank with no minimum drop, a filter whose judge is tuned for 2 steps on 12 trusted examples.
+Every code path of the env runs, at a fraction of a tiny step's cost.
 """
 
 from __future__ import annotations
@@ -22,5 +23,6 @@ def micro_preset() -> Preset:
 def micro_env_kwargs(cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Constructor kwargs that make any LLMRepair env micro (its zoo and bank build in seconds)."""
     return {"preset": micro_preset(), "cache_dir": None if cache_dir is None else str(cache_dir), "progress": False,
-            "dynamics": DynamicsConfig(pool_size=40, batch_size=12, train_steps=2, eval_size=16, spread_size=16),
+            "dynamics": DynamicsConfig(pool_size=40, batch_size=12, train_steps=2, eval_size=16, spread_size=16,
+                                          trusted_size=12, trusted_steps=2),
             "bank": BankConfig(train_size=12, test_size=6, min_drop=0.0, build_batch=12)}

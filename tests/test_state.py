@@ -185,3 +185,16 @@ def test_step_before_reset_and_bad_seeds_are_refused(micro):
     single = LLMRepairEnv(**micro)
     with pytest.raises(ValueError, match="seed must be"):
         single.reset(seed=-3)
+
+
+def test_malformed_host_values_are_refused_before_anything_changes(micro):
+    env = LLMRepairVectorEnv(num_envs=2, **micro)
+    env.reset(seed=1)
+    state = env.get_state()
+    env.step(np.zeros(2, dtype=np.int64))
+    before = {k: v.clone() for k, v in env.state.tensors().items()}
+    for key, value in (("steps", [1]), ("needs_reset", "no"), ("np_random", {"bit_generator": "Nope"})):
+        broken = EnvState(identity=state.identity, host={**state.host, key: value}, tensors=state.tensors)
+        with pytest.raises(ValueError, match="malformed"):
+            env.set_state(broken)
+        assert all(torch.equal(before[k], v) for k, v in env.state.tensors().items())

@@ -205,13 +205,19 @@ class LLMRepairVectorEnv(VectorEnv):
         obs = tensors.pop("env.obs", None)
         if obs is None or obs.shape != self._obs.shape:
             raise ValueError(f"state tensor env.obs: expected shape {tuple(self._obs.shape)}")
+        try:  # read every host value before anything changes
+            host = state.host
+            started = bool(host["started"])
+            steps = np.asarray(host["steps"], dtype=np.int64)
+            needs_reset = np.asarray(host["needs_reset"], dtype=bool)
+            generator = _generator(host["np_random"])
+            if steps.shape != (self.num_envs,) or needs_reset.shape != (self.num_envs,):
+                raise ValueError(f"steps and needs_reset must hold {self.num_envs} values")
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"the state's host values are malformed: {err}") from err
         self.state.load_tensors({k: v.to(self.device) for k, v in tensors.items()})  # checks all, then copies
         self._obs = obs.to(self.device, self._obs.dtype).clone()
-        host = state.host
-        self._started = bool(host["started"])
-        self._steps = np.asarray(host["steps"], dtype=np.int64)
-        self._needs_reset = np.asarray(host["needs_reset"], dtype=bool)
-        self._np_random = _generator(host["np_random"])
+        self._started, self._steps, self._needs_reset, self._np_random = started, steps, needs_reset, generator
 
     def fork(self) -> LLMRepairVectorEnv:
         """An independent copy of this env in its current state: stepped with the same actions, it gives the
@@ -711,8 +717,16 @@ def _manual() -> str:
     rewards, terminations, truncations and info as tensors on the env's device, no host copy), `chunk_envs`
     (256: model work runs on at most this many envs at a time, bounding activation memory), `compile` (False:
     True runs the training and measurement as `torch.compile` graphs; the first steps then compile for up
-    to a minute, and on 2 CPU cores a step gains about 10%). The vector env
+    to a minute, and on 2 CPU cores a step gains about 10%), `num_threads` (None: torch's threads are left
+    alone in the main process and set to one in a multiprocessing worker; an int sets them). The vector env
     also takes `num_envs` and `autoreset_mode` (SAME_STEP or DISABLED).
+
+    ## State
+    `get_state()` returns an `EnvState` (every tensor, counter and generator that decides what comes next);
+    `set_state(state)` continues from it, and refuses one made by another env id, version, `num_envs` or
+    trajectory-changing setting; `fork()` returns an independent copy in the current state. `state.save(path)`
+    writes one checksummed safetensors file, `EnvState.load(path)` reads it back in any process. A fork, or a
+    restored state, stepped with the same actions gives the same observations, rewards and infos.
 
     ## Info
     `accuracy`, `healthy_accuracy` (per family), `score`, `fault` (`type`, `target`, `severity`; hidden
@@ -722,6 +736,10 @@ def _manual() -> str:
     (into `env.fault_names`, the fault's blocks or families (-1: none), `env.action_names`).
 
     ## Version History
+    * v0 (0.3): `get_state`, `set_state`, `fork` and saved states; `num_threads`; processes forked after
+      the import, and envs built in multiprocessing workers, run torch on one thread (forked workers used
+      to hang); `step`, `reset` and state calls after `close` raise; bad devices and seeds are refused
+      before anything changes. The dynamics are those of 0.2: every figure stands.
     * v0 (0.2): resets copy cached bank instances (train/test splits, `info["instance"]`); the optimizer
       starts fresh after an injection; batches are cut per family, and FLOP costs count each family's
       length (`train_syntax` costs 1.5x `train_all`, `train_fact` 0.56x); `switch_optimizer` starts the new
