@@ -1,9 +1,10 @@
 """Fuzz every registered llm-repair-gym id with random actions, and watch memory over a long run.
 
-    python -m benchmarks.fuzz                        # micro settings: about 10 minutes on 2 cores
+    python -m benchmarks.fuzz                        # micro settings: about 17 minutes on 2 cores
     python -m benchmarks.fuzz --preset tiny --fuzz-steps 5000   # the real preset (about 24 env-steps/s at N=64)
 
-Two phases per id, each in the same process, on the CPU:
+Two phases per id, on the CPU, each in a fresh process (spawn) with ``--threads`` torch threads, so the
+memory phase does not start on a heap the fuzz phase grew:
 
 * **fuzz**: ``--fuzz-steps`` env-steps (default 50,000) of uniformly random actions on ``--num-envs`` envs
   (default 64), with same-step autoreset. Every step's observations, rewards and info values are checked
@@ -15,7 +16,8 @@ Two phases per id, each in the same process, on the CPU:
 * **memory**: ``--memory-envs`` envs (default 16) stepped with random actions until at least
   ``--memory-steps`` env-steps (20,000) and ``--memory-resets`` episode resets (2,000) have run. The
   resident set size is sampled throughout; its growth is measured from the end of warm-up (the first 10%
-  of the steps) to the end.
+  of ``--memory-steps``) to the end, and so is the number of objects Python's garbage collector tracks (a
+  leak of Python objects can hide in memory malloc keeps for reuse; the count cannot).
 
 ``--preset micro`` (the default) uses :mod:`llm_repair_gym.micro`: every code path of the env at a
 fraction of the cost. Writes ``fuzz.json``, ``fuzz.md`` and ``memory.png`` to ``--out-dir``.
@@ -24,7 +26,9 @@ fraction of the cost. Writes ``fuzz.json``, ``fuzz.md`` and ``memory.png`` to ``
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import multiprocessing as mp
 import os
 import time
 import traceback
@@ -120,6 +124,7 @@ def memory(env_id: str, kwargs: dict, num_envs: int, min_steps: int, min_resets:
     env.reset(seed=seed)
     steps = resets = 0
     trace: list[tuple[int, int]] = [(0, _rss_bytes())]
+    objects_warm = None
     with tqdm(total=min_steps, desc=f"memory {env_id}", unit="env-step") as bar:
         while steps < min_steps or resets < min_resets:
             _, _, terminated, truncated, _ = env.step(rng.integers(env.single_action_space.n, size=num_envs))
@@ -128,12 +133,18 @@ def memory(env_id: str, kwargs: dict, num_envs: int, min_steps: int, min_resets:
             bar.update(num_envs)
             if steps % (num_envs * 10) == 0:
                 trace.append((steps, _rss_bytes()))
+            if objects_warm is None and steps >= WARMUP_FRACTION * min_steps:
+                gc.collect()
+                objects_warm = len(gc.get_objects())
     trace.append((steps, _rss_bytes()))
+    gc.collect()
+    objects_end = len(gc.get_objects())
     env.close()
-    warm = next(rss for step, rss in trace if step >= WARMUP_FRACTION * steps)
+    warm = next(rss for step, rss in trace if step >= WARMUP_FRACTION * min_steps)
     return {"env_steps": steps, "resets": resets, "rss_after_warmup_mib": warm / 2**20,
             "rss_end_mib": trace[-1][1] / 2**20, "rss_peak_mib": max(r for _, r in trace) / 2**20,
-            "growth_after_warmup": (trace[-1][1] - warm) / warm if warm else float("nan"), "trace": trace}
+            "growth_after_warmup": (trace[-1][1] - warm) / warm if warm else float("nan"),
+            "gc_objects_after_warmup": objects_warm, "gc_objects_end": objects_end, "trace": trace}
 
 
 def _plot(results: dict, path: Path) -> None:
@@ -146,7 +157,7 @@ def _plot(results: dict, path: Path) -> None:
     for env_id, result in results.items():
         trace = np.array(result["memory"]["trace"], dtype=float)
         ax.plot(trace[:, 0], trace[:, 1] / 2**20, label=env_id)
-        ax.axvline(WARMUP_FRACTION * result["memory"]["env_steps"], color="grey", ls=":", lw=1)
+        ax.axvline(WARMUP_FRACTION * result["memory_min_steps"], color="grey", ls=":", lw=1)
     ax.set_xlabel("env-steps")
     ax.set_ylabel("resident set (MiB)")
     ax.set_title("Memory over a long random run (dotted: end of warm-up)")
@@ -161,15 +172,17 @@ def _markdown(results: dict, args: argparse.Namespace) -> str:
              f">= {args.memory_steps} env-steps and >= {args.memory_resets} resets; preset `{args.preset}`, "
              f"seed {args.seed}, CPU.", "",
              "| id | env-steps | exceptions | non-finite values | episodes | poisoned | crashed "
-             "| crashed and recovered | env-steps/s | resets (memory run) | RSS after warm-up → end (MiB) | growth |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| crashed and recovered | env-steps/s | resets (memory run) | RSS after warm-up → end (MiB) | growth "
+             "| gc objects after warm-up → end |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for env_id, r in results.items():
         f, m = r["fuzz"], r["memory"]
         lines.append(f"| {env_id} | {f['env_steps']} | {f['exceptions']} | {f['non_finite_values']} | {f['episodes']} "
                      f"| {f['poisoned']} | {f['crashed_episodes']} | {f['crashed_and_recovered_episodes']} "
                      f"| {f['env_steps_per_s']:.0f} "
                      f"| {m['resets']} | {m['rss_after_warmup_mib']:.0f} → {m['rss_end_mib']:.0f} "
-                     f"| {100 * m['growth_after_warmup']:+.1f}% |")
+                     f"| {100 * m['growth_after_warmup']:+.1f}% "
+                     f"| {m['gc_objects_after_warmup']} → {m['gc_objects_end']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -190,15 +203,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-envs", type=int, default=16)
     parser.add_argument("--memory-steps", type=int, default=20_000)
     parser.add_argument("--memory-resets", type=int, default=2_000)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--cache-dir", default=None, help="zoo and bank cache (default: the user cache)")
     parser.add_argument("--out-dir", type=Path, default=Path("results/fuzz"))
     args = parser.parse_args(argv)
-    kwargs = _kwargs(args.preset, args.cache_dir)
+    import torch
+
+    kwargs = {**_kwargs(args.preset, args.cache_dir), "num_threads": args.threads or torch.get_num_threads()}
     results = {}
-    for env_id in args.env_id:
-        results[env_id] = {"fuzz": fuzz(env_id, kwargs, args.num_envs, args.fuzz_steps, args.seed, args.poison_every),
-                           "memory": memory(env_id, kwargs, args.memory_envs, args.memory_steps,
-                                            args.memory_resets, args.seed)}
+    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:  # every phase in a fresh process
+        for env_id in args.env_id:
+            results[env_id] = {
+                "fuzz": pool.apply(fuzz, (env_id, kwargs, args.num_envs, args.fuzz_steps, args.seed,
+                                          args.poison_every)),
+                "memory": pool.apply(memory, (env_id, kwargs, args.memory_envs, args.memory_steps,
+                                              args.memory_resets, args.seed)),
+                "memory_min_steps": args.memory_steps}
         for text in results[env_id]["fuzz"]["tracebacks"]:
             print(text)
     args.out_dir.mkdir(parents=True, exist_ok=True)

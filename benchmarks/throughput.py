@@ -35,12 +35,13 @@ from pathlib import Path
 MIXES = ("train_all", "random")
 
 
-def _make_env(env_id: str, num_envs: int | None, device: str, precision: str, sync: bool = False):
+def _make_env(env_id: str, num_envs: int | None, device: str, precision: str, threads: int, sync: bool = False):
     import gymnasium as gym
 
     import llm_repair_gym  # noqa: F401  (registers the ids)
 
-    kwargs = {"device": device, "precision": precision, "progress": False}
+    # num_threads: the configuration runs in a multiprocessing worker, where an env would take one thread
+    kwargs = {"device": device, "precision": precision, "progress": False, "num_threads": threads}
     if num_envs is None:  # the single env of gym.make
         return gym.make(env_id, **kwargs)
     if sync:
@@ -72,11 +73,10 @@ def run_config(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    if spec["threads"]:
-        torch.set_num_threads(spec["threads"])
+    torch.set_num_threads(spec["threads"])
     device, steps, single = spec["device"], spec["steps"], spec["num_envs"] is None
     n = 1 if single else spec["num_envs"]
-    env = _make_env(spec["env_id"], spec["num_envs"], device, spec["precision"], spec["sync"])
+    env = _make_env(spec["env_id"], spec["num_envs"], device, spec["precision"], spec["threads"], spec["sync"])
     names = env.envs[0].unwrapped.action_names if spec["sync"] else env.unwrapped.action_names
     rng = np.random.default_rng(spec["seed"])
     out: dict = {**spec}
@@ -152,8 +152,7 @@ def matmul_peak(spec: dict) -> dict:
     """FLOP/s of a large square matmul at the run's device and precision (the machine's own peak)."""
     import torch
 
-    if spec["threads"]:
-        torch.set_num_threads(spec["threads"])
+    torch.set_num_threads(spec["threads"])
     device, size = spec["device"], spec["matmul_size"]
     dtype = torch.bfloat16 if spec["precision"] == "bf16" else torch.float32
     if spec["precision"] == "tf32":
@@ -210,7 +209,10 @@ def main(argv: list[str] | None = None) -> dict:
     sizes = args.sizes or ([1, 64, 512, 1024, 4096] if gpu else [1, 8, 16, 64])
     sync_sizes = args.sync_sizes if args.sync_sizes is not None else ([] if gpu else [8, 64])
     steps = args.steps or (20 if gpu else 6)
-    base = {"env_id": args.env_id, "device": args.device, "precision": args.precision, "threads": args.threads,
+    import torch
+
+    base = {"env_id": args.env_id, "device": args.device, "precision": args.precision,
+            "threads": args.threads or torch.get_num_threads(),
             "seed": args.seed, "reset_repeats": args.reset_repeats, "matmul_size": args.matmul_size or
             (8192 if gpu else 2048)}
     from tqdm.auto import tqdm
@@ -241,7 +243,7 @@ def _report(rows: list[dict], peak: dict, flops_per_step: float, base: dict) -> 
     import torch
 
     lines = [f"device {base['device']} ({platform.processor() or platform.machine()}), precision {base['precision']}, "
-             f"torch {torch.__version__}, threads {base['threads'] or torch.get_num_threads()}", "",
+             f"torch {torch.__version__}, threads {base['threads']}", "",
              "| N | train_all env-steps/s | random env-steps/s | random / train_all | reset / train_all step | "
              "ops per step | kernel launches | host syncs | model TFLOP/s (share of matmul peak) |",
              "|---|---|---|---|---|---|---|---|---|"]

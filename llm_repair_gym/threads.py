@@ -13,6 +13,8 @@ Two traps meet an env that runs in a multiprocessing worker:
   one thread unless told otherwise.
 
 The main process is left alone: there torch keeps its default (one thread per core) or what the user set.
+A worker that should use more threads (one benchmark configuration per fresh process, say) passes
+``num_threads``. Raising the threads of a forked child by hand brings the libgomp hang back.
 """
 
 from __future__ import annotations
