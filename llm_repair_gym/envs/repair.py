@@ -118,12 +118,12 @@ class LLMRepairVectorEnv(VectorEnv):
             raise ValueError(f"chunk_envs must be a positive int, got {chunk_envs!r}")
         self.preset = get_preset(preset)
         self.device = _check_device(device)
-        configure_threads(num_threads)
         if self.device.type == "cpu":
             keep_freed_memory()
         self.precision = precision
         self._precision = precision_context(precision, self.device)  # validates precision against the device
         self.allowed_faults = fault_indices(faults)
+        configure_threads(num_threads)  # the arguments are checked: now the process-wide setting
         self.fault_ids = torch.tensor(self.allowed_faults, device=self.device)
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
