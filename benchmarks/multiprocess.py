@@ -53,7 +53,6 @@ def workers(kind: str, context: str, n: int, kwargs: dict, steps: int, warmup: i
     if kind == "gymnasium":
         envs = gym.vector.AsyncVectorEnv([functools.partial(gym.make, ENV, **kwargs)] * n, context=context)
         envs.reset(seed=seed)
-        step = functools.partial(envs.step, np.zeros(n, dtype=np.int64))  # action 0 is train_all
     else:
         from stable_baselines3.common.env_util import make_vec_env
         from stable_baselines3.common.vec_env import SubprocVecEnv
@@ -61,7 +60,7 @@ def workers(kind: str, context: str, n: int, kwargs: dict, steps: int, warmup: i
         envs = make_vec_env(ENV, n_envs=n, seed=seed, env_kwargs=kwargs, vec_env_cls=SubprocVecEnv,
                             vec_env_kwargs={"start_method": context})
         envs.reset()
-        step = functools.partial(envs.step, np.zeros(n, dtype=np.int64))
+    step = functools.partial(envs.step, np.zeros(n, dtype=np.int64))  # action 0 is train_all
     seconds = _time_steps(step, steps, warmup)
     envs.close()
     return seconds

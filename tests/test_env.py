@@ -253,14 +253,9 @@ def test_fork_by_clone_replays_identically(micro):
 
 _TRAJECTORY_HASH = """
 import hashlib, sys, numpy as np
-from llm_repair_gym.dynamics import DynamicsConfig
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
-from llm_repair_gym.instances import BankConfig
-from llm_repair_gym.presets import get_preset
-preset = get_preset("tiny").replace(name="micro", num_models=2, steps=3, warmup_steps=1, batch_per_family=4)
-dynamics = DynamicsConfig(pool_size=40, batch_size=12, train_steps=2, eval_size=16, spread_size=16)
-env = LLMRepairVectorEnv(num_envs=3, preset=preset, cache_dir=sys.argv[1], progress=False, dynamics=dynamics,
-                         bank=BankConfig(train_size=12, test_size=6, min_drop=0.0))
+from llm_repair_gym.micro import micro_env_kwargs
+env = LLMRepairVectorEnv(num_envs=3, **micro_env_kwargs(sys.argv[1]))
 digest = hashlib.sha256(env.reset(seed=21)[0].tobytes())
 for a in np.random.default_rng(0).integers(env.single_action_space.n, size=(6, 3)):
     obs, reward, *_ = env.step(a)

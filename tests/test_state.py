@@ -198,3 +198,16 @@ def test_malformed_host_values_are_refused_before_anything_changes(micro):
         with pytest.raises(ValueError, match="malformed"):
             env.set_state(broken)
         assert all(torch.equal(before[k], v) for k, v in env.state.tensors().items())
+
+
+def test_a_single_env_refuses_a_malformed_generator_before_anything_changes(micro):
+    env = LLMRepairEnv(**micro)
+    env.reset(seed=1)
+    state = env.get_state()
+    env.step(0)
+    before = {k: v.clone() for k, v in env.vector.state.tensors().items()}
+    broken = EnvState(identity=state.identity, host={**state.host, "single_np_random": {"bit_generator": "Nope"}},
+                      tensors=state.tensors)
+    with pytest.raises(ValueError, match="malformed"):
+        env.set_state(broken)
+    assert all(torch.equal(before[k], v) for k, v in env.vector.state.tensors().items())

@@ -190,7 +190,7 @@ class LLMRepairVectorEnv(VectorEnv):
         tensors = {name: t.detach().cpu().clone() for name, t in self.state.tensors().items()}
         tensors["env.obs"] = self._obs.detach().cpu().clone()
         host = {"started": self._started, "steps": self._steps.tolist(), "needs_reset": self._needs_reset.tolist(),
-                "np_random": None if self._np_random is None else self._np_random.bit_generator.state}
+                "np_random": _generator_state(self._np_random)}
         return EnvState(identity=copy.deepcopy(self._identity), host=host, tensors=tensors)
 
     def set_state(self, state: EnvState) -> None:
@@ -508,6 +508,11 @@ class LLMRepairVectorEnv(VectorEnv):
         return out
 
 
+def _generator_state(generator: np.random.Generator | None) -> dict | None:
+    """The JSON-able state of a numpy generator's bit generator (None stays None); :func:`_generator` inverts it."""
+    return None if generator is None else generator.bit_generator.state
+
+
 def _generator(state: dict | None) -> np.random.Generator | None:
     """A numpy generator restored from its bit generator's ``state`` (None stays None)."""
     if state is None:
@@ -622,7 +627,7 @@ class LLMRepairEnv(gym.Env):
     def get_state(self) -> EnvState:
         """A copy of everything that determines the env's future; see :meth:`LLMRepairVectorEnv.get_state`."""
         state = self.vector.get_state()
-        state.host["single_np_random"] = None if self._np_random is None else self._np_random.bit_generator.state
+        state.host["single_np_random"] = _generator_state(self._np_random)
         return state
 
     def set_state(self, state: EnvState) -> None:
@@ -630,8 +635,12 @@ class LLMRepairEnv(gym.Env):
         if not isinstance(state, EnvState) or "single_np_random" not in state.host:
             raise ValueError("set_state takes an EnvState from a single LLMRepairEnv's get_state "
                              "(a vector env's state goes to a vector env)")
+        try:  # read before the vector env changes, so a malformed state changes nothing
+            generator = _generator(state.host["single_np_random"])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"the state's host values are malformed: {err}") from err
         self.vector.set_state(state)
-        self._np_random = _generator(state.host["single_np_random"])
+        self._np_random = generator
 
     def fork(self) -> LLMRepairEnv:
         """An independent copy in the current state (unwrapped: call it on ``env.unwrapped``)."""
