@@ -3,7 +3,8 @@
 ``save_checkpoint(agent, folder, env_id=..., ...)`` writes ``agent.pt`` (``DQNAgent.save``) and
 ``policy.json`` (kind, env id, package version, the observation's feature names, features the agent was
 trained blind to, and any figures worth keeping). ``load_policy(folder)`` returns a policy with
-``reset(env_mask)`` and ``act(obs, info)``, the interface ``llm_repair_gym.evaluation.run_episodes``
+``reset(env_mask)`` and ``act(obs, info)`` (for Stable-Baselines3 models saved by
+``agents.sb3_baselines.save_policy`` too), the interface ``llm_repair_gym.evaluation.run_episodes``
 drives, so a published agent's score can be replayed::
 
     from agents import load_policy
@@ -22,7 +23,7 @@ import numpy as np
 from agents.dqn import DQNAgent
 
 POLICY_FILE = "policy.json"
-KINDS = ("dqn",)
+KINDS = ("dqn", "sb3")
 
 
 class CheckpointPolicy:
@@ -61,8 +62,9 @@ def save_checkpoint(agent: DQNAgent, folder: str | Path, env_id: str, feature_na
     return folder
 
 
-def load_policy(folder: str | Path, device: str | None = None) -> CheckpointPolicy:
-    """The policy saved in ``folder`` by :func:`save_checkpoint`."""
+def load_policy(folder: str | Path, device: str | None = None):
+    """The policy saved in ``folder`` by :func:`save_checkpoint` (our DQN) or by
+    ``agents.sb3_baselines.save_policy`` (a Stable-Baselines3 model)."""
     folder = Path(folder)
     try:
         meta = json.loads((folder / POLICY_FILE).read_text())
@@ -70,4 +72,8 @@ def load_policy(folder: str | Path, device: str | None = None) -> CheckpointPoli
         raise ValueError(f"{folder} holds no readable {POLICY_FILE}: {err}") from err
     if not isinstance(meta, dict) or meta.get("kind") not in KINDS or not isinstance(meta.get("feature_names"), list):
         raise ValueError(f"{folder / POLICY_FILE} is not a policy description (kind one of {KINDS}, feature_names)")
+    if meta["kind"] == "sb3":
+        from agents.sb3_baselines import load_sb3_policy  # needs the optional stable-baselines3
+
+        return load_sb3_policy(folder, meta, device=device)
     return CheckpointPolicy(DQNAgent.load(folder / "agent.pt", device=device), meta)

@@ -1,12 +1,12 @@
-"""Leaderboard on LLMRepair-v0: no-op, random, the heuristic, tabular Q, DQN and the oracle on the same
-held-out episodes.
+"""Leaderboard on LLMRepair-v0: no-op, random, the heuristic, tabular Q, our DQN, the Stable-Baselines3
+baselines (PPO, A2C, DQN, QR-DQN) and the oracle on the same held-out episodes.
 
     python -m benchmarks.repair_agents --seeds 1 2 3 4 5 --total-steps 4000 --jobs 2
 
-For every seed ``s`` the trained agents are trained by ``scripts/train_tabular_q.py`` and
-``scripts/train_dqn.py`` (``--jobs`` at a time, one torch thread each) and evaluated greedily on held-out
-evaluation set ``s``; no-op, random (seeded ``s``), the observation-only heuristic and the privileged oracle
-are played on the same set.
+For every seed ``s`` the trained agents (``--agents``, default all) are trained by
+``scripts/train_tabular_q.py``, ``scripts/train_dqn.py`` and ``scripts/train_sb3.py --algo ...`` (``--jobs``
+at a time, one torch thread each) and evaluated greedily on held-out evaluation set ``s``; no-op, random
+(seeded ``s``), the observation-only heuristic and the privileged oracle are played on the same set.
 A row's return is the mean over seeds of each seed's mean episode return, with a 95% Student-t
 confidence interval over the seeds. Runs whose ``eval.json`` already exists are reused unless
 ``--retrain``. Writes ``leaderboard.json``, ``leaderboard.md`` and ``leaderboard.png`` to ``--out-dir``.
@@ -39,8 +39,15 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          15: 2.131, 20: 2.086, 30: 2.042}
 """Two-sided 95% quantiles of Student's t by degrees of freedom (larger df: the next smaller key's value)."""
 
-TRAINED = ("tabular_q", "dqn")
-ROWS = ("noop", "random", "heuristic", "tabular_q", "dqn", "oracle")
+TRAINED = ("tabular_q", "dqn", "sb3_ppo", "sb3_a2c", "sb3_dqn", "sb3_qrdqn")
+BASELINES = ("noop", "random", "heuristic", "oracle")
+
+
+def train_command(agent: str) -> list[str]:
+    """The script (and its algorithm flag) that trains ``agent``."""
+    if agent.startswith("sb3_"):
+        return ["scripts/train_sb3.py", "--algo", agent.removeprefix("sb3_")]
+    return [f"scripts/train_{agent}.py"]
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
@@ -57,10 +64,10 @@ def train_runs(args: argparse.Namespace) -> None:
     """Train every (agent, seed) without an ``eval.json``, ``--jobs`` subprocesses at a time."""
     pending = []
     for seed in args.seeds:
-        for agent in TRAINED:
+        for agent in args.agents:
             out = args.out_dir / f"{agent}_seed{seed}"
             if args.retrain or not (out / "eval.json").exists():
-                pending.append([sys.executable, f"scripts/train_{agent}.py", "--env-id", args.env_id, "--seed",
+                pending.append([sys.executable, *train_command(agent), "--env-id", args.env_id, "--seed",
                                 str(seed), "--num-envs", str(args.num_envs), "--total-steps", str(args.total_steps),
                                 "--eval-episodes", str(args.eval_episodes), "--device", args.device,
                                 "--threads", "1", "--out-dir", str(out)])
@@ -102,6 +109,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=32, help="held-out episodes per seed")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time")
+    parser.add_argument("--agents", nargs="+", choices=TRAINED, default=list(TRAINED), help="trained agents")
     parser.add_argument("--retrain", action="store_true", help="train again even where eval.json exists")
     parser.add_argument("--out-dir", type=Path, default=Path("results/agents"))
     args = parser.parse_args()
@@ -112,9 +120,10 @@ def main() -> None:
     probe = gym.make_vec(args.env_id, num_envs=1, device=args.device, progress=False).unwrapped
     names = (probe.action_names, probe.feature_names)
     probe.close()
-    per_seed: dict[str, list[dict]] = {row: [] for row in ROWS}
+    rows = ["noop", "random", "heuristic", *args.agents, "oracle"]
+    per_seed: dict[str, list[dict]] = {row: [] for row in rows}
     for seed in args.seeds:
-        for agent in TRAINED:
+        for agent in args.agents:
             run = json.loads((args.out_dir / f"{agent}_seed{seed}" / "eval.json").read_text())
             per_seed[agent].append(run["summary"])
         print(f"baselines on evaluation set {seed} ...", flush=True)
@@ -122,7 +131,7 @@ def main() -> None:
             per_seed[name].append(summary)
 
     board = {}
-    for row in ROWS:
+    for row in rows:
         mean, half = t_interval([s["mean_return"] for s in per_seed[row]])
         by_fault = {f: float(np.nanmean([s["return_by_fault"].get(f, np.nan) for s in per_seed[row]]))
                     for f in FAULT_NAMES}
@@ -130,7 +139,7 @@ def main() -> None:
                       "mean_steps": float(np.mean([s["mean_steps"] for s in per_seed[row]])),
                       "return_by_fault": by_fault,
                       "train_minutes": float(np.mean([s["train_seconds"] for s in per_seed[row]]) / 60)
-                      if row in TRAINED else 0.0}
+                      if row not in BASELINES else 0.0}
     lines = [f"LLMRepair-v0, {len(args.seeds)} seeds x {args.eval_episodes} held-out episodes; trained agents: "
              f"{args.total_steps} env steps on {args.num_envs} envs. Return: mean over seeds ± 95% t-interval.", "",
              "| policy | return | steps | train min | " + " | ".join(FAULT_NAMES) + " |",

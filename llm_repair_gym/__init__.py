@@ -10,7 +10,7 @@ from gymnasium.envs.registration import register, registry
 
 from llm_repair_gym.threads import install_fork_handler
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 if "LLMRepair-v0" not in registry:
     register(

@@ -326,8 +326,10 @@ def _measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measure
         grad_loss = torch.cat([score(leaf_views, cfg, part)[0] for part in grad_parts], 1)
         (grad,) = torch.autograd.grad(grad_loss.mean(1).sum(), leaf)
     spans = [layout.group_span(g) for g in range(layout.n_groups)]
-    grad_sq = torch.stack([grad[:, span].pow(2).sum(1) for span in spans], 1)  # [n, G]
-    weight_sq = torch.stack([params[:, span].pow(2).sum(1) for span in spans], 1)
+    # float64 sums: a float32 sum's rounding depends on how many envs share the batch (vectorised reduction
+    # order), and env i must see the same bits whether it runs alone or beside others
+    grad_sq = torch.stack([grad[:, span].double().pow(2).sum(1) for span in spans], 1).float()  # [n, G]
+    weight_sq = torch.stack([params[:, span].double().pow(2).sum(1) for span in spans], 1).float()
     matrix = layout.matrix_columns(ctx.device)
     sparsity = ((params == 0) & matrix).sum(1) / matrix.sum().clamp_min(1)
     example_loss = torch.stack(val_loss, 1)  # [n, F, E]

@@ -153,6 +153,18 @@ def test_same_step_autoreset_reports_final_observation(micro):
     assert info["zoo_model"][0] == env.state.zoo_model[0].item()
 
 
+def test_unseeded_reset_continues_each_envs_stream(micro):
+    same_step = vector(micro, n=2)
+    disabled = vector(micro, n=2, autoreset_mode="Disabled")
+    same_step.reset(seed=4)
+    disabled.reset(seed=4)
+    stop = same_step.action_names.index("stop")
+    obs, _, _, _, info = same_step.step(np.array([stop, stop]))
+    disabled.step(np.array([stop, stop]))
+    reset_obs, reset_info = disabled.reset()  # no seed: the episodes the autoreset started
+    assert np.array_equal(obs, reset_obs) and np.array_equal(info["instance"], reset_info["instance"])
+
+
 def test_truncation_and_disabled_autoreset(micro):
     env = vector(micro, n=2, max_episode_steps=2, autoreset_mode="Disabled")
     env.reset(seed=0)

@@ -47,6 +47,7 @@ from llm_repair_gym.precision import precision_context
 from llm_repair_gym.presets import Preset, get_preset
 from llm_repair_gym.tasks import FAMILIES, TaskSuite
 from llm_repair_gym.threads import configure_threads
+from llm_repair_gym.vector_info import unbatch, with_masks
 from llm_repair_gym.zoo import load_zoo, zoo_hash
 
 ENV_ID = "LLMRepair-v0"
@@ -247,6 +248,10 @@ class LLMRepairVectorEnv(VectorEnv):
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset all envs (or those in ``options["reset_mask"]``); env ``i`` is seeded with ``seed + i``.
 
+        Without a seed, the first reset draws every env's seed from the env's generator; later ones give each
+        reset env the episode a SAME_STEP autoreset would have started (its next seed from its own stream), so
+        env ``i``'s episodes depend on its seed and actions alone, whatever the autoreset mode.
+
         ``options["instance"]`` (an int, or one int per env) starts the reset envs from those bank instances
         instead of drawing them from the seeded stream.
         """
@@ -265,21 +270,25 @@ class LLMRepairVectorEnv(VectorEnv):
         seeds = self._check_seeds(seed)
         instance = self._check_instances(options.get("instance"), mask)
         super().reset(seed=int(seed) if isinstance(seed, (int, np.integer)) else None)  # validated: now change
-        if seeds is None:
-            seeds = self.np_random.integers(0, 2**62, size=self.num_envs)
         env_ids = self._to_device(np.flatnonzero(mask))
         with self._precision():
-            fresh = self._reset_envs(env_ids, self._to_device(seeds[mask]), instance)
+            if seeds is not None:
+                episode_seeds = self._to_device(seeds[mask])
+            elif self._started:  # each env continues its own stream, as a SAME_STEP autoreset would
+                episode_seeds = self.state.rng.integers(env_ids, 2**62)
+            else:
+                episode_seeds = self._to_device(self.np_random.integers(0, 2**62, size=self.num_envs))
+            fresh = self._reset_envs(env_ids, episode_seeds, instance)
             self._obs[env_ids] = self._observe(fresh, self.state.accuracy[env_ids], env_ids)
             info = self._info_columns()
         self._started = True
         self._needs_reset[mask] = False
         self._steps[mask] = 0
         if self.output == "torch":
-            return self._obs.clone(), _with_masks(info, mask)
+            return self._obs.clone(), with_masks(info, mask)
         host = _Unpacker(torch.cat([self._obs.double(), *_columns_2d(info)], 1).cpu().numpy())
         obs = host.take(self._obs.shape[1]).astype(np.float32)
-        return obs, _with_masks(self._host_info(host, info), mask)
+        return obs, with_masks(self._host_info(host, info), mask)
 
     def _check_seeds(self, seed) -> np.ndarray | None:
         """Every env's episode seed (``None``: drawn from the env's generator); ``ValueError`` when invalid."""
@@ -401,10 +410,10 @@ class LLMRepairVectorEnv(VectorEnv):
     def _emit(self, obs, reward, terminated, truncated, info, final, done) -> tuple:
         """The step's results, as device tensors (``output="torch"``) or from one transfer to the host."""
         if self.output == "torch":
-            info = _with_masks(info, np.ones(self.num_envs, dtype=bool))
+            info = with_masks(info, np.ones(self.num_envs, dtype=bool))
             if final is not None:
                 info |= {"final_obs": final[0], "_final_obs": done.copy(),
-                         "final_info": _with_masks(final[1], done), "_final_info": done.copy()}
+                         "final_info": with_masks(final[1], done), "_final_info": done.copy()}
             to = functools.partial(torch.as_tensor, device=self.device)
             return obs, reward, to(terminated), to(truncated), info
         parts = [obs.double(), reward.double()[:, None], *_columns_2d(info)]
@@ -413,13 +422,13 @@ class LLMRepairVectorEnv(VectorEnv):
         host = _Unpacker(torch.cat(parts, 1).cpu().numpy())  # the step's one device-to-host transfer
         obs_np = host.take(obs.shape[1]).astype(np.float32)
         reward_np = host.take(1)[:, 0].astype(np.float32)
-        info_np = _with_masks(self._host_info(host, info), np.ones(self.num_envs, dtype=bool))
+        info_np = with_masks(self._host_info(host, info), np.ones(self.num_envs, dtype=bool))
         if final is not None:
             final_obs = host.take(obs.shape[1]).astype(np.float32)
             final_info = self._host_info(host, final[1])
             info_np |= {"final_obs": np.array([final_obs[i] if done[i] else None for i in range(self.num_envs)],
                                               dtype=object),
-                        "_final_obs": done.copy(), "final_info": _with_masks(final_info, done),
+                        "_final_obs": done.copy(), "final_info": with_masks(final_info, done),
                         "_final_info": done.copy()}
         return obs_np, reward_np, terminated, truncated, info_np
 
@@ -571,29 +580,6 @@ def _columns_2d(info: dict) -> list[torch.Tensor]:
     return out
 
 
-def _with_masks(info: dict, mask: np.ndarray) -> dict:
-    """Gymnasium's vector-info layout: every key ``k`` gets a boolean ``_k`` saying which envs have it."""
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        out[key] = _with_masks(value, mask) if isinstance(value, dict) else value
-        out[f"_{key}"] = mask.copy()
-    return out
-
-
-def _unbatch(info: dict, index: int) -> dict:
-    """The info of one env from a vector info (masks dropped, numpy scalars made Python values)."""
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        if key.startswith("_"):
-            continue
-        if isinstance(value, dict):
-            out[key] = _unbatch(value, index)
-        else:
-            item = value[index]
-            out[key] = item.item() if isinstance(item, np.generic) else item
-    return out
-
-
 class LLMRepairEnv(gym.Env):
     """{manual}"""
 
@@ -614,15 +600,17 @@ class LLMRepairEnv(gym.Env):
         if seed is not None:
             self.vector._check_seeds(seed)  # refused before anything changes
         super().reset(seed=seed)
-        episode_seed = int(self.np_random.integers(0, 2**62)) if seed is None else seed
+        episode_seed = seed
+        if seed is None and not self.vector._started:  # later unseeded resets continue the env's own stream
+            episode_seed = int(self.np_random.integers(0, 2**62))
         obs, info = self.vector.reset(seed=episode_seed, options=options)
-        return obs[0], _unbatch(info, 0)
+        return obs[0], unbatch(info, 0)
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
         if not self.action_space.contains(action):
             raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
         obs, reward, terminated, truncated, info = self.vector.step(np.array([int(action)]))
-        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), _unbatch(info, 0)
+        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), unbatch(info, 0)
 
     def get_state(self) -> EnvState:
         """A copy of everything that determines the env's future; see :meth:`LLMRepairVectorEnv.get_state`."""
@@ -710,6 +698,10 @@ def _manual() -> str:
     `BankConfig.min_drop` (0.25) accuracy, and an instance is drawn with a fault type uniform over `faults`.
     `instances="live"` injects a fresh fault at every reset instead (unbounded variety, far slower resets).
     `reset(options={{"instance": k}})` starts from bank instance `k` (an int, or one per env).
+    `reset(seed=s)` seeds env `i` with `s + i`. Without a seed, the first reset draws the seeds from the env's
+    generator and every later one gives a reset env the episode a SAME_STEP autoreset would have started (its
+    next seed from its own stream): env `i`'s episodes depend on its seed and actions alone, so N single envs
+    behind SB3's `DummyVecEnv` step exactly like the native vector env, autoresets included.
 
     ## Episode End
     Terminated by `stop`, or when `episode_cost` exceeds `cost_limit`. Truncated after
@@ -745,6 +737,10 @@ def _manual() -> str:
     (into `env.fault_names`, the fault's blocks or families (-1: none), `env.action_names`).
 
     ## Version History
+    * v0 (0.4): an unseeded `reset()` after the first one continues each env's own random stream (before, it
+      drew fresh seeds from the env's generator), so single envs behind SB3's `DummyVecEnv` match the native
+      vector env across autoresets; SB3's `VecEnv` over the native vector env (`llm_repair_gym.sb3`). Seeded
+      resets and autoresets are unchanged: every figure stands.
     * v0 (0.3): `get_state`, `set_state`, `fork` and saved states; `num_threads`; processes forked after
       the import, and envs built in multiprocessing workers, run torch on one thread (forked workers used
       to hang); `step`, `reset` and state calls after `close` raise; bad devices and seeds are refused
