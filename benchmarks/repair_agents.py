@@ -91,13 +91,23 @@ def train_runs(args: argparse.Namespace) -> None:
 
 def baseline_summaries(args: argparse.Namespace, seed: int, action_names: list[str],
                        feature_names: list[str]) -> dict[str, dict]:
-    """No-op, random, the observation-only heuristic and the oracle on evaluation set ``seed``."""
-    policies = {"noop": NoOpPolicy(action_names), "random": RandomPolicy(action_names, seed=seed),
-                "heuristic": HeuristicPolicy(action_names, feature_names),
-                "oracle": OraclePolicy(action_names, feature_names)}
-    return {name: summarize(evaluate_on_held_out(args.env_id, policy, seed, args.eval_episodes,
-                                                 num_envs=args.num_envs, device=args.device, progress=False))
-            for name, policy in policies.items()}
+    """No-op, random, the observation-only heuristic and the oracle on evaluation set ``seed``, each saved
+    like a trained agent's run (``<name>_seed<seed>/eval.json``) and reused unless ``--retrain``."""
+    policies = {"noop": lambda: NoOpPolicy(action_names), "random": lambda: RandomPolicy(action_names, seed=seed),
+                "heuristic": lambda: HeuristicPolicy(action_names, feature_names),
+                "oracle": lambda: OraclePolicy(action_names, feature_names)}
+    out = {}
+    for name, make in policies.items():
+        run = args.out_dir / f"{name}_seed{seed}"
+        if args.retrain or not (run / "eval.json").exists():
+            run.mkdir(parents=True, exist_ok=True)
+            records = evaluate_on_held_out(args.env_id, make(), seed, args.eval_episodes, num_envs=args.num_envs,
+                                           device=args.device, progress=False)
+            payload = {"summary": {"agent": name, "seed": seed, "eval_set": seed, **summarize(records)},
+                       "episodes": [r.__dict__ for r in records]}
+            (run / "eval.json").write_text(json.dumps(payload, indent=1, default=str))
+        out[name] = json.loads((run / "eval.json").read_text())["summary"]
+    return out
 
 
 def main() -> None:
@@ -131,21 +141,26 @@ def main() -> None:
             per_seed[name].append(summary)
 
     board = {}
+    oracle = np.array([s["mean_return"] for s in per_seed["oracle"]])
     for row in rows:
         mean, half = t_interval([s["mean_return"] for s in per_seed[row]])
+        norm_mean, norm_half = t_interval(list(np.array([s["mean_return"] for s in per_seed[row]]) / oracle))
         by_fault = {f: float(np.nanmean([s["return_by_fault"].get(f, np.nan) for s in per_seed[row]]))
                     for f in FAULT_NAMES}
         board[row] = {"mean_return": mean, "ci95": half, "per_seed": [s["mean_return"] for s in per_seed[row]],
+                      "normalized": norm_mean, "normalized_ci95": norm_half,
                       "mean_steps": float(np.mean([s["mean_steps"] for s in per_seed[row]])),
                       "return_by_fault": by_fault,
                       "train_minutes": float(np.mean([s["train_seconds"] for s in per_seed[row]]) / 60)
                       if row not in BASELINES else 0.0}
     lines = [f"LLMRepair-v0, {len(args.seeds)} seeds x {args.eval_episodes} held-out episodes; trained agents: "
-             f"{args.total_steps} env steps on {args.num_envs} envs. Return: mean over seeds ± 95% t-interval.", "",
-             "| policy | return | steps | train min | " + " | ".join(FAULT_NAMES) + " |",
-             "|---|---|---|---|" + "---|" * len(FAULT_NAMES)]
+             f"{args.total_steps} env steps on {args.num_envs} envs. Return: mean over seeds ± 95% t-interval; "
+             "normalized: each seed's return over the oracle's on the same episodes (no-op = 0, oracle = 1).", "",
+             "| policy | return | normalized | steps | train min | " + " | ".join(FAULT_NAMES) + " |",
+             "|---|---|---|---|---|" + "---|" * len(FAULT_NAMES)]
     for row, b in board.items():
-        lines.append(f"| {row} | {b['mean_return']:.3f} ± {b['ci95']:.3f} | {b['mean_steps']:.1f} | "
+        lines.append(f"| {row} | {b['mean_return']:.3f} ± {b['ci95']:.3f} | {b['normalized']:.2f} ± "
+                     f"{b['normalized_ci95']:.2f} | {b['mean_steps']:.1f} | "
                      f"{b['train_minutes']:.1f} | " + " | ".join(f"{b['return_by_fault'][f]:.3f}" for f in FAULT_NAMES)
                      + " |")
     text = "\n".join(lines)
@@ -155,6 +170,37 @@ def main() -> None:
     (args.out_dir / "leaderboard.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                                "board": board}, indent=1))
     plot(board, args.out_dir / "leaderboard.png")
+    plot_learning_curves(args, args.out_dir / "learning_curves.png")
+
+
+def plot_learning_curves(args: argparse.Namespace, path: Path, bin_steps: int = 500) -> None:
+    """Mean training episode return per ``bin_steps`` env steps, over seeds (shaded: min to max), for every
+    agent that logs ``train.csv`` (tabular Q logs returns without steps and is left out)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for agent in args.agents:
+        curves = []
+        for seed in args.seeds:
+            log = args.out_dir / f"{agent}_seed{seed}" / "train.csv"
+            if not log.exists():
+                continue
+            rows = np.genfromtxt(log, delimiter=",", skip_header=1, dtype=None, encoding=None)
+            steps = np.array([r[0] for r in rows if r[1] == "episodic_return"], dtype=float)
+            returns = np.array([r[2] for r in rows if r[1] == "episodic_return"], dtype=float)
+            bins = np.arange(bin_steps, args.total_steps + bin_steps, bin_steps)
+            index = np.searchsorted(bins, steps, side="left")
+            curves.append([returns[index == k].mean() if (index == k).any() else np.nan for k in range(len(bins))])
+        if curves:
+            curves = np.array(curves)
+            ax.plot(bins, np.nanmean(curves, 0), label=agent)
+            ax.fill_between(bins, np.nanmin(curves, 0), np.nanmax(curves, 0), alpha=0.15)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(f"training episode return (mean per {bin_steps} steps)")
+    ax.set_title(f"learning curves, {len(args.seeds)} seeds (shaded: min-max over seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot(board: dict, path: Path) -> None:

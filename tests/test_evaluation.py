@@ -62,9 +62,12 @@ def _script(name: str):
     return module
 
 
-@pytest.mark.parametrize("name, saved", [("train_tabular_q", "agent.npz"), ("train_dqn", "agent.pt")])
-def test_training_scripts_save_and_evaluate_on_held_out_episodes(tiny_zoo, tmp_path, name, saved):
-    extra = ["--learning-starts", "8", "--batch-size", "8"] if name == "train_dqn" else []
+@pytest.mark.parametrize("name, saved, extra", [
+    ("train_tabular_q", "agent.npz", []),
+    ("train_dqn", "agent.pt", ["--learning-starts", "8", "--batch-size", "8"]),
+    ("train_sb3", "policy.safetensors", ["--algo", "qrdqn"]),
+])
+def test_training_scripts_save_and_evaluate_on_held_out_episodes(tiny_zoo, tmp_path, name, saved, extra):
     summary = _script(name).main(["--seed", "3", "--num-envs", "2", "--total-steps", "24", "--eval-episodes", "2",
                                   "--out-dir", str(tmp_path), *extra])
     assert (tmp_path / saved).exists()
