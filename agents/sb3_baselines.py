@@ -3,8 +3,8 @@
 Hyperparameters live in ``agents/hyperparams/<algo>.yml`` in RL Zoo's format, so the same files drive
 ``rl_zoo3.train -conf`` and :func:`build_model`. Of RL Zoo's keys this reads ``n_envs``, ``n_timesteps``,
 ``policy``, ``normalize`` (observation normalisation by running statistics: SB3's ``VecNormalize``) and
-``policy_kwargs`` (RL Zoo's ``"dict(...)"`` string, parsed without ``eval``); every other key goes to the
-algorithm's constructor.
+``policy_kwargs`` (RL Zoo's ``"dict(...)"`` string, parsed without ``eval``) and ``lin_<x>`` schedules for
+``learning_rate`` and ``clip_range``; every other key goes to the algorithm's constructor.
 
 A trained model is saved as ``policy.safetensors`` (the policy network's weights and the observation
 statistics) with ``policy.json`` (algorithm, policy kwargs, feature names), which ``agents.load_policy``
@@ -15,6 +15,7 @@ reads back without unpickling anything, plus SB3's own ``model.zip`` for those w
 from __future__ import annotations
 
 import ast
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ AGENT_NAMES = {algo: f"sb3_{algo}" for algo in ALGOS}
 """The name of each algorithm's runs and leaderboard row (``sb3_dqn`` is not our hand-written ``dqn``)."""
 WEIGHTS_FILE = "policy.safetensors"
 _RL_ZOO_KEYS = ("n_envs", "n_timesteps", "policy", "normalize")
+_SCHEDULES = ("learning_rate", "clip_range")
+"""The keys RL Zoo reads ``lin_<x>`` schedules for."""
 _ACTIVATIONS = ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU")
 
 
@@ -104,9 +107,23 @@ def normalize_kwargs(hyperparams: dict) -> dict | None:
     return value
 
 
+def _linear(initial: float, progress_remaining: float) -> float:
+    return progress_remaining * initial
+
+
+def schedule(value: Any) -> Any:
+    """RL Zoo's ``"lin_<x>"`` (linear decay from x to 0 over training) as SB3's schedule; other values as they are."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        try:
+            return functools.partial(_linear, float(value.removeprefix("lin_")))
+        except ValueError as err:
+            raise ValueError(f"a linear schedule reads lin_<number>, got {value!r}") from err
+    return value
+
+
 def build_model(algo: str, venv, hyperparams: dict, seed: int, device: str = "cpu", **extra):
     """An untrained SB3 model of ``algo`` on ``venv`` with the RL Zoo ``hyperparams`` (plus ``extra``)."""
-    kwargs = {k: v for k, v in hyperparams.items() if k not in _RL_ZOO_KEYS}
+    kwargs = {k: schedule(v) if k in _SCHEDULES else v for k, v in hyperparams.items() if k not in _RL_ZOO_KEYS}
     kwargs["policy_kwargs"] = parse_policy_kwargs(kwargs.get("policy_kwargs"))
     return algorithm_class(algo)("MlpPolicy", venv, seed=seed, device=device, verbose=0, **kwargs, **extra)
 

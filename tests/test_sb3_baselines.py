@@ -26,7 +26,9 @@ def test_every_hyperparameter_file_reads_and_builds(micro_env_kwargs, algo):
     assert normalize_kwargs(params) == {"norm_obs": True, "norm_reward": False}
     venv = make_sb3_vec_env("LLMRepair-v0", n_envs=2, seed=0, **micro_env_kwargs)
     model = build_model(algo, venv, {**params, "batch_size": 32} if algo == "ppo" else params, seed=0)
-    assert model.gamma == params["gamma"] and model.learning_rate == params["learning_rate"]
+    rate = params["learning_rate"]
+    assert model.gamma == params["gamma"]
+    assert model.lr_schedule(1.0) == (float(rate[4:]) if isinstance(rate, str) else rate)
     venv.close()
 
 
