@@ -128,24 +128,27 @@ def build_model(algo: str, venv, hyperparams: dict, seed: int, device: str = "cp
     return algorithm_class(algo)("MlpPolicy", venv, seed=seed, device=device, verbose=0, **kwargs, **extra)
 
 
-def save_policy(model, obs_rms, folder: str | Path, algo: str, hyperparams: dict, feature_names: list[str],
-                env_id: str, clip_obs: float = 10.0, epsilon: float = 1e-8, **facts) -> Path:
-    """Write ``policy.safetensors`` and ``policy.json`` (what :func:`load_sb3_policy` reads) and ``model.zip``."""
+def save_policy(model, folder: str | Path, algo: str, hyperparams: dict, feature_names: list[str], env_id: str,
+                vec_normalize=None, **facts) -> Path:
+    """Write ``policy.safetensors`` and ``policy.json`` (what :func:`load_sb3_policy` reads) and ``model.zip``;
+    ``vec_normalize``: the ``VecNormalize`` the model trained behind, whose observation statistics go along."""
     from llm_repair_gym import __version__
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    normalized = vec_normalize is not None
     tensors = {f"policy.{k}": v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}
-    if obs_rms is not None:
-        tensors["obs_rms.mean"] = torch.as_tensor(obs_rms.mean, dtype=torch.float64)
-        tensors["obs_rms.var"] = torch.as_tensor(obs_rms.var, dtype=torch.float64)
+    if normalized:
+        tensors["obs_rms.mean"] = torch.as_tensor(vec_normalize.obs_rms.mean, dtype=torch.float64)
+        tensors["obs_rms.var"] = torch.as_tensor(vec_normalize.obs_rms.var, dtype=torch.float64)
     save_file(tensors, str(folder / WEIGHTS_FILE))
     model.save(folder / "model.zip")
     meta = {"kind": "sb3", "algo": algo, "env_id": env_id, "package_version": __version__,
             "feature_names": list(feature_names), "n_actions": int(model.action_space.n),
-            "policy_kwargs": str(hyperparams.get("policy_kwargs", "dict()")), "normalize_obs": obs_rms is not None,
-            "clip_obs": clip_obs, "epsilon": epsilon, "hyperparams": {k: str(v) for k, v in hyperparams.items()},
-            **facts}
+            "policy_kwargs": str(hyperparams.get("policy_kwargs", "dict()")), "normalize_obs": normalized,
+            "clip_obs": vec_normalize.clip_obs if normalized else None,
+            "epsilon": vec_normalize.epsilon if normalized else None,
+            "hyperparams": {k: str(v) for k, v in hyperparams.items()}, **facts}
     (folder / "policy.json").write_text(json.dumps(meta, indent=1))
     return folder
 

@@ -29,7 +29,7 @@ import numpy as np
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
 from agents.heuristic import HeuristicPolicy
-from llm_repair_gym.evaluation import evaluate_on_held_out, summarize
+from llm_repair_gym.evaluation import evaluate_and_save
 from llm_repair_gym.faults import FAULT_NAMES
 
 matplotlib.use("Agg")
@@ -101,11 +101,8 @@ def baseline_summaries(args: argparse.Namespace, seed: int, action_names: list[s
         run = args.out_dir / f"{name}_seed{seed}"
         if args.retrain or not (run / "eval.json").exists():
             run.mkdir(parents=True, exist_ok=True)
-            records = evaluate_on_held_out(args.env_id, make(), seed, args.eval_episodes, num_envs=args.num_envs,
-                                           device=args.device, progress=False)
-            payload = {"summary": {"agent": name, "seed": seed, "eval_set": seed, **summarize(records)},
-                       "episodes": [r.__dict__ for r in records]}
-            (run / "eval.json").write_text(json.dumps(payload, indent=1, default=str))
+            evaluate_and_save(args.env_id, make(), seed, args.eval_episodes, run, device=args.device,
+                              num_envs=args.num_envs, progress=False, agent=name, seed=seed)
         out[name] = json.loads((run / "eval.json").read_text())["summary"]
     return out
 

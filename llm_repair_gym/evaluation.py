@@ -175,12 +175,13 @@ def summarize(records: Sequence[EpisodeRecord]) -> dict:
 
 
 def evaluate_and_save(env_id: str, policy: VectorPolicy, eval_set: int, episodes: int, out_dir: str | Path,
-                      device: str = "cpu", **fields) -> dict:
+                      device: str = "cpu", num_envs: int = 8, progress: bool = True, **fields) -> dict:
     """Evaluate on a held-out set, write ``out_dir/eval.json`` (summary + every episode), return the summary.
 
     ``fields`` (agent name, seed, training time, ...) are stored at the front of the summary.
     """
-    records = evaluate_on_held_out(env_id, policy, eval_set, episodes, device=device)
+    records = evaluate_on_held_out(env_id, policy, eval_set, episodes, num_envs=num_envs, device=device,
+                                   progress=progress)
     summary = {**fields, "eval_set": eval_set, **summarize(records)}
     payload = {"summary": summary, "episodes": [r.__dict__ for r in records]}
     (Path(out_dir) / "eval.json").write_text(json.dumps(payload, indent=1, default=str))

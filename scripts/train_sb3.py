@@ -18,6 +18,9 @@ import argparse
 import csv
 import time
 
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.loading import load_policy
 from agents.sb3_baselines import AGENT_NAMES, ALGOS, build_model, load_hyperparams, normalize_kwargs, save_policy
@@ -37,34 +40,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class _EpisodeLog:
-    """An SB3 callback writing every finished episode's return and length (from ``VecMonitor``) to a CSV."""
+class EpisodeLog(BaseCallback):
+    """Writes every finished episode's return and length (from ``VecMonitor``) to a CSV writer."""
 
-    def __init__(self, path) -> None:
-        from stable_baselines3.common.callbacks import BaseCallback
+    def __init__(self, writer) -> None:
+        super().__init__()
+        self.writer = writer
 
-        log = self
-
-        class Callback(BaseCallback):
-            def _on_step(self) -> bool:
-                for info in self.locals["infos"]:
-                    if "episode" in info:
-                        log.writer.writerow([self.num_timesteps, "episodic_return", info["episode"]["r"]])
-                        log.writer.writerow([self.num_timesteps, "episodic_length", info["episode"]["l"]])
-                return True
-
-        self.file = open(path, "w", newline="")  # noqa: SIM115  (closed by close())
-        self.writer = csv.writer(self.file)
-        self.writer.writerow(["global_step", "metric", "value"])
-        self.callback = Callback()
-
-    def close(self) -> None:
-        self.file.close()
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            if "episode" in info:
+                self.writer.writerow([self.num_timesteps, "episodic_return", info["episode"]["r"]])
+                self.writer.writerow([self.num_timesteps, "episodic_length", info["episode"]["l"]])
+        return True
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
-
     args = parse_args(argv)
     agent = AGENT_NAMES[args.algo]
     out_dir = prepare_run(args, agent)
@@ -75,18 +66,15 @@ def main(argv: list[str] | None = None) -> dict:
     if norm is not None:
         venv = VecNormalize(venv, **{"norm_reward": False, **norm})
     model = build_model(args.algo, venv, hyperparams, seed=args.seed, device=args.device)
-    log = _EpisodeLog(out_dir / "train.csv")
     start = time.perf_counter()
-    try:
-        model.learn(args.total_steps, callback=log.callback, progress_bar=True)
-    finally:
-        log.close()
+    with open(out_dir / "train.csv", "w", newline="") as log:
+        writer = csv.writer(log)
+        writer.writerow(["global_step", "metric", "value"])
+        model.learn(args.total_steps, callback=EpisodeLog(writer), progress_bar=True)
     train_seconds = time.perf_counter() - start
-    obs_rms = venv.obs_rms if norm is not None else None
-    save_policy(model, obs_rms, out_dir, args.algo, hyperparams, feature_names, args.env_id,
-                clip_obs=venv.clip_obs if norm is not None else 10.0,
-                epsilon=venv.epsilon if norm is not None else 1e-8,
-                seed=args.seed, total_steps=int(model.num_timesteps), train_seconds=train_seconds)
+    save_policy(model, out_dir, args.algo, hyperparams, feature_names, args.env_id,
+                vec_normalize=venv if norm is not None else None, seed=args.seed,
+                total_steps=int(model.num_timesteps), train_seconds=train_seconds)
     venv.close()
 
     eval_set = args.seed if args.eval_set is None else args.eval_set

@@ -63,8 +63,7 @@ def test_saved_policy_replays_the_models_greedy_actions(micro_env_kwargs, tmp_pa
                         norm_reward=False)
     model = build_model(algo, venv, params, seed=0).learn(64)
     feature_names = venv.get_attr("feature_names")[0]
-    save_policy(model, venv.obs_rms, tmp_path, algo, params, feature_names, "LLMRepair-v0",
-                clip_obs=venv.clip_obs, epsilon=venv.epsilon, seed=0)
+    save_policy(model, tmp_path, algo, params, feature_names, "LLMRepair-v0", vec_normalize=venv, seed=0)
     policy = load_policy(tmp_path)
     obs = venv.get_original_obs()
     venv.training = False
