@@ -38,7 +38,8 @@ def score_batch(params: Params, config: ModelConfig, batch: Batch) -> tuple[torc
 
 def macro_f1(predictions: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
              classes: torch.Tensor) -> torch.Tensor:
-    """Macro-F1 ``[N]`` over ``classes`` of the masked token predictions ``[N, ...]``.
+    """Macro-F1 ``[N]`` over ``classes`` (``[C]``, or ``[N, C]``: each env's own) of the masked token
+    predictions ``[N, ...]``.
 
     Classes that are neither predicted nor present in the targets of an env do not enter its average
     (scikit-learn's convention); a prediction outside ``classes`` is a miss for its target class.
@@ -47,6 +48,8 @@ def macro_f1(predictions: torch.Tensor, targets: torch.Tensor, mask: torch.Tenso
     pred = predictions.reshape(n, -1, 1)
     true = targets.reshape(n, -1, 1)
     m = mask.reshape(n, -1, 1)
+    if classes.dim() == 2:
+        classes = classes[:, None, :]
     is_pred = (pred == classes) & m  # [N, K, C]
     is_true = (true == classes) & m
     tp = (is_pred & is_true).sum(1).float()
@@ -61,15 +64,18 @@ def macro_f1(predictions: torch.Tensor, targets: torch.Tensor, mask: torch.Tenso
 @torch.no_grad()
 def evaluate_family(params: Params, config: ModelConfig, suite: TaskSuite, family: str, split: str,
                     fact_tables: torch.Tensor, example_ids: torch.Tensor | None = None,
-                    chunk_size: int = 1024) -> Scores:
-    """Score every env on a family's split (all of it, or the shared ``example_ids [K]``), in chunks."""
+                    chunk_size: int = 1024, token_maps: torch.Tensor | None = None) -> Scores:
+    """Score every env on a family's split (all of it, or the shared ``example_ids [K]``), in chunks.
+    ``token_maps [N, vocab]`` relabels each env's sequences (and answer classes): a meta-task variant."""
     ids = suite.split_ids[family][split] if example_ids is None else example_ids
     n = fact_tables.shape[0]
     classes = suite.answer_token_ids(family)
+    if token_maps is not None:
+        classes = token_maps[:, classes]
     losses, corrects, preds, targets, masks = [], [], [], [], []
     for start in range(0, ids.numel(), chunk_size):
         chunk = ids[start:start + chunk_size].expand(n, -1)
-        batch = suite.batch(family, chunk, fact_tables)
+        batch = suite.batch(family, chunk, fact_tables, token_maps=token_maps)
         example_loss, correct, pred = score_logits(forward(params, config, batch.inputs), batch)
         losses.append(example_loss)
         corrects.append(correct)
@@ -88,6 +94,7 @@ def evaluate_family(params: Params, config: ModelConfig, suite: TaskSuite, famil
 
 
 def evaluate(params: Params, config: ModelConfig, suite: TaskSuite, split: str,
-             fact_tables: torch.Tensor) -> dict[str, Scores]:
-    """Scores of every family on a whole split."""
-    return {family: evaluate_family(params, config, suite, family, split, fact_tables) for family in FAMILIES}
+             fact_tables: torch.Tensor, token_maps: torch.Tensor | None = None) -> dict[str, Scores]:
+    """Scores of every family on a whole split (of each env's meta-task variant, given ``token_maps``)."""
+    return {family: evaluate_family(params, config, suite, family, split, fact_tables, token_maps=token_maps)
+            for family in FAMILIES}

@@ -227,11 +227,14 @@ class TaskSuite:
         return ids[pick.to(self.device)]
 
     def batch(self, family: str, example_ids: torch.Tensor, fact_tables: torch.Tensor,
-              corrupt: torch.Tensor | None = None, trim: bool = True) -> Batch:
+              corrupt: torch.Tensor | None = None, trim: bool = True,
+              token_maps: torch.Tensor | None = None) -> Batch:
         """The sequences of ``example_ids [N, B]``; fact values come from ``fact_tables [N, fact_keys]``.
 
         ``corrupt [N, B]`` (bool) replaces every answer token of the chosen examples by a wrong one
         (``wrong_token``): a noisy label that is consistent between the model's input and its target.
+        ``token_maps [N, vocab]`` relabels every token of env ``i``'s sequences (a meta-task variant, see
+        :mod:`llm_repair_gym.meta_tasks`), after the facts and any corruption are filled in.
         The batch is cut to the family's length (``trim=False``: the suite's ``seq_len``); only padding is
         cut, which a causal model cannot see, so scores are the same either way.
         """
@@ -244,14 +247,16 @@ class TaskSuite:
         if corrupt is not None:
             in_answer = F.pad(mask, (1, 0)) & (seqs != END) & corrupt[..., None]
             seqs = torch.where(in_answer, self.wrong_token[seqs], seqs)
+        if token_maps is not None:
+            seqs = torch.gather(token_maps, 1, seqs.reshape(seqs.shape[0], -1)).view(seqs.shape)
         out = Batch(seqs[..., :-1], seqs[..., 1:], mask)
         return out.trim(self.lengths[family]) if trim else out
 
     def sample(self, family: str, split: str, fact_tables: torch.Tensor, batch_size: int,
-               generator: torch.Generator, trim: bool = True) -> Batch:
+               generator: torch.Generator, trim: bool = True, token_maps: torch.Tensor | None = None) -> Batch:
         """A random batch of ``batch_size`` examples per env from one family's split."""
         ids = self.sample_ids(family, split, fact_tables.shape[0], batch_size, generator)
-        return self.batch(family, ids, fact_tables, trim=trim)
+        return self.batch(family, ids, fact_tables, trim=trim, token_maps=token_maps)
 
     def answer_token_ids(self, family: str) -> torch.Tensor:
         """Ids of the tokens that can appear in answers of a family (the classes of its macro-F1)."""
