@@ -12,6 +12,7 @@ with every fault type about equally often.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -147,15 +148,28 @@ def _start(info: dict, i: int) -> dict:
     }
 
 
+HELD_OUT_KWARGS = {"LLMRepair-v0": {"instances": "test"}, "LLMMetaRepair-v0": {"split": "test"}}
+"""What makes an env's episodes held out: the instance bank's test split, or the meta-test tasks."""
+
+
+def held_out_kwargs(env_id: str) -> dict:
+    """The constructor kwargs of ``env_id``'s held-out episodes (an id may carry its ``module:`` prefix)."""
+    name = env_id.split(":")[-1]
+    if name not in HELD_OUT_KWARGS:
+        raise ValueError(f"no held-out episodes are defined for {env_id!r}; known: {sorted(HELD_OUT_KWARGS)}")
+    return HELD_OUT_KWARGS[name]
+
+
 def evaluate_on_held_out(env_id: str, policy: VectorPolicy, eval_set: int, episodes: int, num_envs: int = 8,
                          device: str = "cpu", progress: bool = True, **env_kwargs) -> list[EpisodeRecord]:
-    """Play ``policy`` on evaluation set ``eval_set`` of ``env_id``: test-split instances and held-out seeds
-    (a vector env with autoreset disabled)."""
+    """Play ``policy`` on evaluation set ``eval_set`` of ``env_id``: held-out seeds on the held-out split
+    (:data:`HELD_OUT_KWARGS`; with a bank, its test instances), on a vector env with autoreset disabled."""
     env = gym.make_vec(env_id, num_envs=min(num_envs, episodes), device=device, autoreset_mode="Disabled",
-                       progress=progress, instances="test", **env_kwargs)
+                       progress=progress, **{**env_kwargs, **held_out_kwargs(env_id)})
+    bank = getattr(env, "bank", None)
     try:
         return run_episodes(env, policy, held_out_seeds(eval_set, episodes), progress=progress, desc="evaluate",
-                            instances=held_out_instances(eval_set, episodes, env.bank.size))
+                            instances=None if bank is None else held_out_instances(eval_set, episodes, bank.size))
     finally:
         env.close()
 
@@ -175,14 +189,18 @@ def summarize(records: Sequence[EpisodeRecord]) -> dict:
 
 
 def evaluate_and_save(env_id: str, policy: VectorPolicy, eval_set: int, episodes: int, out_dir: str | Path,
-                      device: str = "cpu", num_envs: int = 8, progress: bool = True, **fields) -> dict:
+                      device: str = "cpu", num_envs: int = 8, progress: bool = True, env_kwargs: dict | None = None,
+                      **fields) -> dict:
     """Evaluate on a held-out set, write ``out_dir/eval.json`` (summary + every episode), return the summary.
 
-    ``fields`` (agent name, seed, training time, ...) are stored at the front of the summary.
+    ``env_kwargs`` go to the env; ``fields`` (agent name, seed, training time, ...) are stored at the front of
+    the summary.
     """
+    env_kwargs = env_kwargs or {}
     records = evaluate_on_held_out(env_id, policy, eval_set, episodes, num_envs=num_envs, device=device,
-                                   progress=progress)
-    summary = {**fields, "eval_set": eval_set, **summarize(records)}
+                                   progress=progress, **env_kwargs)
+    summary = {**fields, **({"env_kwargs": env_kwargs} if env_kwargs else {}), "eval_set": eval_set,
+               **summarize(records)}
     payload = {"summary": summary, "episodes": [r.__dict__ for r in records]}
     (Path(out_dir) / "eval.json").write_text(json.dumps(payload, indent=1, default=str))
     return summary
@@ -197,12 +215,33 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-episodes", type=int, default=32)
     parser.add_argument("--out-dir", type=Path, default=None, help="default: results/agents/<agent>_seed<seed>")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="env constructor arguments, e.g. init=maml (values read as Python literals, "
+                             "else as strings)")
 
 
 def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject shared flags out of range, through ``parser.error``."""
     if args.total_steps < 1 or args.num_envs < 1 or args.eval_episodes < 1:
         parser.error("--total-steps, --num-envs and --eval-episodes must be >= 1")
+    try:
+        args.env_kwargs = parse_env_kwargs(args.env_kwargs)
+    except ValueError as err:
+        parser.error(str(err))
+
+
+def parse_env_kwargs(pairs: Sequence[str]) -> dict:
+    """``["init=maml", "cost_weight=0.01"]`` as ``{"init": "maml", "cost_weight": 0.01}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--env-kwargs takes KEY=VALUE pairs with a Python name as KEY, got {pair!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
 
 
 def prepare_run(args: argparse.Namespace, agent: str) -> Path:

@@ -94,11 +94,14 @@ def blank_state(ctx: Context, n: int) -> RepairState:
 
 
 def start_live(ctx: Context, state: RepairState, env_ids: torch.Tensor, allowed: torch.Tensor,
-               kinds: torch.Tensor | None = None) -> None:
+               kinds: torch.Tensor | None = None, models: torch.Tensor | None = None) -> None:
     """Make fresh instances for ``env_ids`` from their (already seeded) streams: a zoo model, a training pool
-    and a fault from ``allowed`` (or exactly ``kinds``), injected. The optimizer starts fresh afterwards."""
+    and a fault from ``allowed`` (or exactly ``kinds``), injected. The optimizer starts fresh afterwards.
+    ``models [n]`` (-1: draw) fixes the zoo model of some envs; the stream is advanced the same either way."""
     dyn = ctx.dynamics
     zoo_model = state.rng.integers(env_ids, ctx.zoo_fact_tables.shape[0])
+    if models is not None:
+        zoo_model = torch.where(models >= 0, models, zoo_model)
     state.zoo_model[env_ids] = zoo_model
     state.params[env_ids] = ctx.zoo_params[zoo_model]
     state.fact_tables[env_ids] = ctx.zoo_fact_tables[zoo_model]

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     out_dir = prepare_run(args, "dqn")
     config = config_from_args(args)
-    env = gym.make_vec(args.env_id, num_envs=args.num_envs, device=args.device)
+    env = gym.make_vec(args.env_id, num_envs=args.num_envs, device=args.device, **args.env_kwargs)
     agent = DQNAgent.for_env(env, config)
     start = time.perf_counter()
     agent.learn(env, args.total_steps, log_path=out_dir / "train.csv", progress_bar=True)
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     eval_set = args.seed if args.eval_set is None else args.eval_set
     summary = evaluate_and_save(args.env_id, GreedyPolicy(agent.act), eval_set, args.eval_episodes, out_dir,
-                                device=args.device, agent="dqn", seed=args.seed, total_steps=agent.num_steps,
+                                device=args.device, env_kwargs=args.env_kwargs, agent="dqn", seed=args.seed,
+                                total_steps=agent.num_steps,
                                 train_seconds=train_seconds, config=dataclasses.asdict(config))
     print(f"dqn seed {args.seed}: {agent.num_steps} steps in {train_seconds / 60:.1f} min; held-out return "
           f"{summary['mean_return']:.3f} ± {summary['ci95']:.3f} over {summary['episodes']} episodes -> {out_dir}")

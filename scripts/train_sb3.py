@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
     agent = AGENT_NAMES[args.algo]
     out_dir = prepare_run(args, agent)
     hyperparams = load_hyperparams(args.algo, args.env_id, args.hyperparams)
-    venv = VecMonitor(make_sb3_vec_env(args.env_id, args.num_envs, seed=args.seed, device=args.device))
+    venv = VecMonitor(make_sb3_vec_env(args.env_id, args.num_envs, seed=args.seed, device=args.device,
+                                        **args.env_kwargs))
     feature_names = venv.get_attr("feature_names")[0]
     norm = normalize_kwargs(hyperparams)
     if norm is not None:
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     eval_set = args.seed if args.eval_set is None else args.eval_set
     summary = evaluate_and_save(args.env_id, load_policy(out_dir), eval_set, args.eval_episodes, out_dir,
-                                device=args.device, agent=agent, seed=args.seed, total_steps=int(model.num_timesteps),
+                                device=args.device, env_kwargs=args.env_kwargs, agent=agent, seed=args.seed,
+                                total_steps=int(model.num_timesteps),
                                 train_seconds=train_seconds, config={k: str(v) for k, v in hyperparams.items()})
     print(f"{agent} seed {args.seed}: {model.num_timesteps} steps in {train_seconds / 60:.1f} min; held-out return "
           f"{summary['mean_return']:.3f} ± {summary['ci95']:.3f} over {summary['episodes']} episodes -> {out_dir}")

@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     out_dir = prepare_run(args, "tabular_q")
-    env = VectorDiscretizeObservation(gym.make_vec(args.env_id, num_envs=args.num_envs, device=args.device))
+    env = VectorDiscretizeObservation(gym.make_vec(args.env_id, num_envs=args.num_envs, device=args.device,
+                                                            **args.env_kwargs))
     epsilon = LinearSchedule(args.start_e, args.end_e, round(args.exploration_fraction * args.total_steps))
     agent = TabularQAgent.for_env(env, alpha=args.alpha, gamma=args.gamma, epsilon=epsilon, seed=args.seed)
     start = time.perf_counter()
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     eval_set = args.seed if args.eval_set is None else args.eval_set
     policy = GreedyPolicy(lambda obs: agent.act(discretizer(obs), greedy=True))
     summary = evaluate_and_save(args.env_id, policy, eval_set, args.eval_episodes, out_dir, device=args.device,
-                                agent="tabular_q", seed=args.seed, total_steps=agent.num_steps,
+                                env_kwargs=args.env_kwargs, agent="tabular_q", seed=args.seed,
+                                total_steps=agent.num_steps,
                                 train_seconds=train_seconds, bins={k: list(v) for k, v in DEFAULT_BINS.items()},
                                 visited_states=int((agent.q_table != 0).any(1).sum()))
     print(f"tabular Q seed {args.seed}: {agent.num_steps} steps in {train_seconds / 60:.1f} min; held-out return "

@@ -10,7 +10,15 @@ import torch
 
 from agents.dqn import DQNAgent, DQNConfig, QNetwork
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
-from llm_repair_gym.evaluation import HELD_OUT_BASE, GreedyPolicy, held_out_seeds, run_episodes, summarize
+from llm_repair_gym.evaluation import (
+    HELD_OUT_BASE,
+    GreedyPolicy,
+    held_out_kwargs,
+    held_out_seeds,
+    parse_env_kwargs,
+    run_episodes,
+    summarize,
+)
 from llm_repair_gym.faults import FAULT_NAMES, FAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +74,8 @@ def _script(name: str):
     ("train_tabular_q", "agent.npz", []),
     ("train_dqn", "agent.pt", ["--learning-starts", "8", "--batch-size", "8"]),
     ("train_sb3", "policy.safetensors", ["--algo", "qrdqn"]),
+    ("train_dqn", "agent.pt", ["--learning-starts", "8", "--batch-size", "8", "--env-id", "LLMMetaRepair-v0",
+                               "--env-kwargs", "init=zoo", "cost_weight=0.004"]),
 ])
 def test_training_scripts_save_and_evaluate_on_held_out_episodes(tiny_zoo, tmp_path, name, saved, extra):
     summary = _script(name).main(["--seed", "3", "--num-envs", "2", "--total-steps", "24", "--eval-episodes", "2",
@@ -75,3 +85,16 @@ def test_training_scripts_save_and_evaluate_on_held_out_episodes(tiny_zoo, tmp_p
     assert written["summary"]["mean_return"] == summary["mean_return"]
     assert summary["eval_set"] == 3 and summary["total_steps"] >= 24
     assert [e["seed"] for e in written["episodes"]] == held_out_seeds(3, 2)
+    if "--env-kwargs" in extra:
+        assert summary["env_kwargs"] == {"init": "zoo", "cost_weight": 0.004}
+
+
+def test_env_kwargs_flags_and_held_out_episodes_per_env():
+    assert parse_env_kwargs(["init=maml", "cost_weight=0.01", "faults=['none']", "split=test"]) == \
+        {"init": "maml", "cost_weight": 0.01, "faults": ["none"], "split": "test"}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_env_kwargs(["init"])
+    assert held_out_kwargs("llm_repair_gym:LLMRepair-v0") == {"instances": "test"}
+    assert held_out_kwargs("LLMMetaRepair-v0") == {"split": "test"}
+    with pytest.raises(ValueError, match="no held-out episodes"):
+        held_out_kwargs("CartPole-v1")

@@ -328,7 +328,7 @@ class LLMRepairVectorEnv(VectorEnv):
         s, ctx = self.state, self.ctx
         s.rng.reseed(env_ids, seeds)
         if self.bank is None:
-            start_live(ctx, s, env_ids, self.fault_ids)
+            start_live(ctx, s, env_ids, self.fault_ids, models=self._chosen_models(env_ids))
         else:
             chosen = self.bank.draw(s.rng, env_ids, self.fault_ids) if instance is None else instance
             self.bank.load(s, env_ids, chosen)
@@ -348,6 +348,10 @@ class LLMRepairVectorEnv(VectorEnv):
         s.flops[env_ids] = 0
         s.episode_cost[env_ids] = 0
         return m
+
+    def _chosen_models(self, env_ids: torch.Tensor) -> torch.Tensor | None:
+        """The start model each reset env must use (-1: draw it), or None when every env draws (live resets)."""
+        return None
 
     # --- step ----------------------------------------------------------------------------------------
 
@@ -584,12 +588,13 @@ class LLMRepairEnv(gym.Env):
     """{manual}"""
 
     metadata = {"render_modes": []}
+    vector_class: type[LLMRepairVectorEnv] = LLMRepairVectorEnv  # the implementation, run with N = 1
 
     def __init__(self, **kwargs: Any) -> None:
         if "num_envs" in kwargs or "autoreset_mode" in kwargs or "output" in kwargs:
-            raise ValueError("LLMRepairEnv is one env with numpy outputs: use gym.make_vec for num_envs, "
+            raise ValueError(f"{type(self).__name__} is one env with numpy outputs: use gym.make_vec for num_envs, "
                              "autoreset_mode and output")
-        self.vector = LLMRepairVectorEnv(num_envs=1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
+        self.vector = self.vector_class(num_envs=1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
         self.observation_space = self.vector.single_observation_space
         self.action_space = self.vector.single_action_space
         self.action_names = self.vector.action_names
@@ -643,8 +648,10 @@ class LLMRepairEnv(gym.Env):
         self.vector.close()
 
 
-def _manual() -> str:
-    """The env manual, generated from the action, feature and fault tables of the default preset."""
+def _manual(**overrides: str) -> str:
+    """The env manual, generated from the action, feature and fault tables of the default preset.
+
+    ``overrides`` replace sections by title (``""``: the opening paragraph) or add new ones at the end."""
     preset = get_preset("tiny")
     dyn = DynamicsConfig()
     actions = build_actions(preset, dyn)
@@ -655,9 +662,9 @@ def _manual() -> str:
     feature_rows = "\n".join(f"    | {i} | `{f.name}` | {f.low:g} | {f.high:g} | {f.description} |"
                              for i, f in enumerate(features))
     fault_rows = "\n".join(f"    | `{f.name}` | {f.what_happened} | {f.good_repair} |" for f in FAULTS)
-    return f"""Repair a small GPT-2 that has something wrong with it.
-
-    ## Description
+    sections = {
+        "": """Repair a small GPT-2 that has something wrong with it.""",
+        "Description": f"""\
     At reset each env starts from an instance: a healthy model of the preset's zoo with a fault injected
     (see Starting State). The agent sees features of the model's state and outputs and edits its
     parameters, its training data and its training algorithm until it declares the model repaired
@@ -665,31 +672,27 @@ def _manual() -> str:
 
     | fault | what happened | what a good repair looks like |
     |---|---|---|
-{fault_rows}
-
-    ## Action Space
+{fault_rows}""",
+        "Action Space": f"""\
     `Discrete({len(actions)})` for the `tiny` preset (one `reinit_block` per block). FLOPs are relative to
     `train_all` ({flops_ref:.3g} FLOPs); `env.unwrapped.action_names` lists them.
 
     | index | action | category | FLOPs / train_all | effect |
     |---|---|---|---|---|
-{action_rows}
-
-    ## Observation Space
+{action_rows}""",
+        "Observation Space": f"""\
     `Box(float32, ({len(features)},))` for `tiny`; every value clipped into its bounds, so it stays finite
     when a model diverges. `env.unwrapped.feature_names` names every index.
 
     | index | feature | min | max | meaning |
     |---|---|---|---|---|
-{feature_rows}
-
-    ## Rewards
+{feature_rows}""",
+        "Rewards": f"""\
     `reward = (S_t - S_(t-1)) - cost_weight * flops_t / flops_ref - crash_penalty * [diverged now]`, where S
     is the mean validation exact-match accuracy over families ({dyn.eval_size} fixed validation examples
     each). `info["cost"]` is the accuracy lost this step on families that worked at reset (within
-    {HEALTHY_MARGIN} of healthy): a Safety-Gymnasium style cost, reported apart from the reward.
-
-    ## Starting State
+    {HEALTHY_MARGIN} of healthy): a Safety-Gymnasium style cost, reported apart from the reward.""",
+        "Starting State": f"""\
     An *instance*: a zoo model with a fault injected, a pool of {dyn.pool_size} training examples per family
     (all kept), the fault's lr level (AdamW, fresh moments). By default instances come from a cached instance
     bank (`instances="train"`, or `"test"` for evaluation: disjoint seeds, never met in training), built once
@@ -701,14 +704,12 @@ def _manual() -> str:
     `reset(seed=s)` seeds env `i` with `s + i`. Without a seed, the first reset draws the seeds from the env's
     generator and every later one gives a reset env the episode a SAME_STEP autoreset would have started (its
     next seed from its own stream): env `i`'s episodes depend on its seed and actions alone, so N single envs
-    behind SB3's `DummyVecEnv` step exactly like the native vector env, autoresets included.
-
-    ## Episode End
+    behind SB3's `DummyVecEnv` step exactly like the native vector env, autoresets included.""",
+        "Episode End": """\
     Terminated by `stop`, or when `episode_cost` exceeds `cost_limit`. Truncated after
     `max_episode_steps` (default 32). A diverged model does not end the episode: `info["crashed"]` is
-    set, the step is penalised, and `rollback` can undo it.
-
-    ## Arguments
+    set, the step is penalised, and `rollback` can undo it.""",
+        "Arguments": f"""\
     `preset` ("tiny", "small", "base" or a `Preset`), `faults` (a subset of
     {", ".join(f.name for f in FAULTS)}), `cost_weight` (0.002), `crash_penalty` (1.0), `cost_limit` (None),
     `max_episode_steps` (32), `device` ("cpu"/"cuda"), `zoo_seed` (0), `cache_dir` (zoo and banks; default
@@ -720,23 +721,22 @@ def _manual() -> str:
     True runs the training and measurement as `torch.compile` graphs; the first steps then compile for up
     to a minute, and on 2 CPU cores a step gains about 10%), `num_threads` (None: torch's threads are left
     alone in the main process and set to one in a multiprocessing worker; an int sets them). The vector env
-    also takes `num_envs` and `autoreset_mode` (SAME_STEP or DISABLED).
-
-    ## State
+    also takes `num_envs` and `autoreset_mode` (SAME_STEP or DISABLED).""",
+        "State": """\
     `get_state()` returns an `EnvState` (every tensor, counter and generator that decides what comes next);
     `set_state(state)` continues from it, and refuses one made by another env id, version, `num_envs` or
     trajectory-changing setting; `fork()` returns an independent copy in the current state. `state.save(path)`
     writes one checksummed safetensors file, `EnvState.load(path)` reads it back in any process. A fork, or a
-    restored state, stepped with the same actions gives the same observations, rewards and infos.
-
-    ## Info
+    restored state, stepped with the same actions gives the same observations, rewards and infos.""",
+        "Info": """\
     `accuracy`, `healthy_accuracy` (per family), `score`, `fault` (`type`, `target`, `severity`; hidden
     from the observation, for analysis and privileged baselines), `instance` (the bank instance, -1 when
     live), `action_name`, `flops`, `cost`, `episode_cost`, `episode_flops`, `crashed`, `zoo_model`. With
     `output="torch"` the values are device tensors, and `fault.type`, `fault.target` and `action` are indices
-    (into `env.fault_names`, the fault's blocks or families (-1: none), `env.action_names`).
-
-    ## Version History
+    (into `env.fault_names`, the fault's blocks or families (-1: none), `env.action_names`).""",
+        "Version History": """\
+    * v0 (0.5): unchanged dynamics (every figure stands); `LLMMetaRepair-v0`, the same env over meta-task
+      variants, is registered beside it. Saved states carry the package version, so 0.4 states are refused.
     * v0 (0.4): an unseeded `reset()` after the first one continues each env's own random stream (before, it
       drew fresh seeds from the env's generator), so single envs behind SB3's `DummyVecEnv` match the native
       vector env across autoresets; SB3's `VecEnv` over the native vector env (`llm_repair_gym.sb3`). Seeded
@@ -751,8 +751,11 @@ def _manual() -> str:
       optimizer with fresh moments; `precision`, `output`, `chunk_envs` and `compile`; two observation
       features, `below_best` and `since_best`, so that what `rollback` would return to and how long the
       repair has stalled are part of the state (35 features for `tiny`). Every figure was measured again.
-    * v0 (0.1): initial version.
-    """
+    * v0 (0.1): initial version.""",
+    }
+    sections.update(overrides)
+    return "\n\n".join(text if not title else f"    ## {title}\n{text}" for title, text in sections.items()) + "\n    "
+
 
 LLMRepairVectorEnv.__doc__ = _manual()
 LLMRepairEnv.__doc__ = LLMRepairVectorEnv.__doc__
