@@ -60,6 +60,12 @@ def t_interval(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(t * x.std(ddof=1) / np.sqrt(len(x)))
 
 
+def env_kwargs_flags(args: argparse.Namespace) -> list[str]:
+    """``--env-kwargs KEY=VALUE ...`` for the training scripts, when ``args`` carries any."""
+    pairs = getattr(args, "env_kwargs", None) or []
+    return ["--env-kwargs", *pairs] if pairs else []
+
+
 def train_runs(args: argparse.Namespace) -> None:
     """Train every (agent, seed) without an ``eval.json``, ``--jobs`` subprocesses at a time."""
     pending = []
@@ -70,7 +76,7 @@ def train_runs(args: argparse.Namespace) -> None:
                 pending.append([sys.executable, *train_command(agent), "--env-id", args.env_id, "--seed",
                                 str(seed), "--num-envs", str(args.num_envs), "--total-steps", str(args.total_steps),
                                 "--eval-episodes", str(args.eval_episodes), "--device", args.device,
-                                "--threads", "1", "--out-dir", str(out)])
+                                "--threads", "1", *env_kwargs_flags(args), "--out-dir", str(out)])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     running: list[tuple[subprocess.Popen, Path]] = []
     while pending or running:

@@ -34,8 +34,6 @@ def init_mlp(generator: torch.Generator) -> torch.Tensor:
     """One flat network ``[P]`` initialised as in the MAML paper's code: weights from a normal of std 0.01
     truncated at two standard deviations, biases zero.
 
-    (With ``torch.nn.Linear``'s larger uniform initialisation, 70,000 meta-updates sharpened the loss surface
-    until ten fine-tuning steps of 0.01 diverged on some held-out tasks; see ``benchmarks/maml_sinusoid.py``.)
     """
     chunks = []
     for fan_in, fan_out in _layer_sizes():
