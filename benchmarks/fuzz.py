@@ -59,11 +59,11 @@ def _non_finite(info: dict) -> int:
     return count
 
 
-def _kwargs(preset: str, cache_dir: str | None) -> dict:
+def _kwargs(preset: str, cache_dir: str | None, env_id: str = "LLMRepair-v0") -> dict:
     from llm_repair_gym.micro import micro_env_kwargs
 
     if preset == "micro":
-        return micro_env_kwargs(cache_dir)
+        return micro_env_kwargs(cache_dir, env_id)
     return {"preset": preset, "cache_dir": cache_dir, "progress": False}
 
 
@@ -209,10 +209,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch
 
-    kwargs = {**_kwargs(args.preset, args.cache_dir), "num_threads": args.threads or torch.get_num_threads()}
     results = {}
     with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:  # every phase in a fresh process
         for env_id in args.env_id:
+            kwargs = {**_kwargs(args.preset, args.cache_dir, env_id),
+                      "num_threads": args.threads or torch.get_num_threads()}
             results[env_id] = {
                 "fuzz": pool.apply(fuzz, (env_id, kwargs, args.num_envs, args.fuzz_steps, args.seed,
                                           args.poison_every)),

@@ -13,18 +13,18 @@ from llm_repair_gym.threads import install_fork_handler
 
 __version__ = "0.5.0"
 
-if "LLMRepair-v0" not in registry:
-    register(
-        id="LLMRepair-v0",
-        entry_point="llm_repair_gym.envs.repair:LLMRepairEnv",
-        vector_entry_point="llm_repair_gym.envs.repair:LLMRepairVectorEnv",
-        max_episode_steps=32,
-    )
-if "LLMMetaRepair-v0" not in registry:
-    register(
-        id="LLMMetaRepair-v0",
-        entry_point="llm_repair_gym.envs.meta_repair:LLMMetaRepairEnv",
-        vector_entry_point="llm_repair_gym.envs.meta_repair:LLMMetaRepairVectorEnv",
-        max_episode_steps=32,
-    )
+ENVS = {"LLMRepair-v0": "repair:LLMRepair", "LLMMetaRepair-v0": "meta_repair:LLMMetaRepair"}
+"""Registered id -> ``<module in llm_repair_gym.envs>:<class prefix>`` of its single (``Env``) and vector
+(``VectorEnv``) implementations."""
+
+
+def _register() -> None:
+    for env_id, where in ENVS.items():
+        if env_id not in registry:
+            module, prefix = where.split(":")
+            register(id=env_id, entry_point=f"llm_repair_gym.envs.{module}:{prefix}Env",
+                     vector_entry_point=f"llm_repair_gym.envs.{module}:{prefix}VectorEnv", max_episode_steps=32)
+
+
+_register()
 install_fork_handler()

@@ -19,22 +19,29 @@ IDS = sorted(k for k, spec in registry.items() if str(spec.entry_point).startswi
 FUZZ = settings(max_examples=20, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
-env_kwargs = st.fixed_dictionaries({
+COMMON_KWARGS = {
     "num_envs": st.integers(1, 4),
     "faults": st.none() | st.lists(st.sampled_from(FAULT_NAMES), min_size=1, max_size=3, unique=True),
-    "instances": st.sampled_from(["train", "test", "live"]),
     "cost_weight": st.sampled_from([0.0, 0.002, 1.0]),
     "crash_penalty": st.sampled_from([0.0, 1.0, 100.0]),
     "cost_limit": st.none() | st.sampled_from([0.0, 0.5]),
     "max_episode_steps": st.integers(1, 6),
     "autoreset_mode": st.sampled_from(["SameStep", "Disabled"]),
-})
+}
+ENV_KWARGS = {  # each id's own arguments
+    "LLMRepair-v0": {"instances": st.sampled_from(["train", "test", "live"])},
+    "LLMMetaRepair-v0": {"init": st.sampled_from(["zoo", "maml"]), "split": st.sampled_from(["train", "test"])},
+}
 
 
 @functools.cache
 def _env(env_id: str, cache_dir: str, frozen: tuple) -> gym.vector.VectorEnv:
     """One env per id and kwargs (building is the slow part; examples reset it with their own seed)."""
-    return gym.make_vec(env_id, **micro_env_kwargs(cache_dir), **dict(frozen))
+    return gym.make_vec(env_id, **micro_env_kwargs(cache_dir, env_id), **dict(frozen))
+
+
+def test_every_registered_id_has_fuzz_arguments():
+    assert set(IDS) == set(ENV_KWARGS)
 
 
 def _finite(info: dict) -> bool:
@@ -71,8 +78,9 @@ def _drive(env, seed: int, actions: list[int], poison_at: int | None = None, poi
 
 @pytest.mark.parametrize("env_id", IDS)
 @FUZZ
-@given(kwargs=env_kwargs, seed=st.integers(0, 2**62), data=st.data())
-def test_random_steps_never_raise_or_emit_non_finite_values(micro_env_kwargs, env_id, kwargs, seed, data):
+@given(seed=st.integers(0, 2**62), data=st.data())
+def test_random_steps_never_raise_or_emit_non_finite_values(micro_env_kwargs, env_id, seed, data):
+    kwargs = data.draw(st.fixed_dictionaries({**COMMON_KWARGS, **ENV_KWARGS[env_id]}))
     env = _env(env_id, micro_env_kwargs["cache_dir"], tuple(sorted(
         (k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items())))
     n_actions = int(env.single_action_space.n)

@@ -14,20 +14,18 @@ import llm_repair_gym  # noqa: F401  (registers the ids)
 from llm_repair_gym import optim
 from llm_repair_gym.checks import check_vector_env
 from llm_repair_gym.envs.meta_repair import LLMMetaRepairEnv, LLMMetaRepairVectorEnv, relabel_embeddings
-from llm_repair_gym.meta_init import MetaInitConfig, load_meta_init
+from llm_repair_gym.meta_init import load_meta_init
 from llm_repair_gym.meta_tasks import check_task, generate_meta_tasks, meta_tasks, task_tables, token_map
+from llm_repair_gym.micro import micro_env_kwargs as micro_env_kwargs_for
 from llm_repair_gym.model import ParamLayout, init_params
 from llm_repair_gym.presets import get_preset
 from llm_repair_gym.tasks import FAMILIES, TaskSuite
 from llm_repair_gym.training import batch_loss, train_step
 
-MICRO_META = MetaInitConfig(iterations=2, meta_batch=2, shots=2, query=2)
-
 
 @pytest.fixture
 def micro(micro_env_kwargs):
-    kwargs = {k: v for k, v in micro_env_kwargs.items() if k != "bank"}  # instances are live here
-    return {**kwargs, "meta_config": MICRO_META}
+    return micro_env_kwargs_for(micro_env_kwargs["cache_dir"], "LLMMetaRepair-v0")
 
 
 # --- meta-tasks ---------------------------------------------------------------------------------------------
@@ -136,7 +134,7 @@ def test_the_start_model_is_the_initialization_on_the_task(micro):
     """With no fault, a maml env starts from the meta-learned initialization, relabelled for its task."""
     env = LLMMetaRepairVectorEnv(num_envs=2, split="train", init="maml", faults=["none"], **micro)
     env.reset(seed=5)
-    meta = load_meta_init(micro["preset"], config=MICRO_META, cache_dir=micro["cache_dir"])
+    meta = load_meta_init(micro["preset"], config=micro["meta_config"], cache_dir=micro["cache_dir"])
     tasks = env.get_task()
     _, maps = task_tables(tasks, env.ctx.suite)
     expected = relabel_embeddings(meta.theta.expand(2, -1), maps, env.ctx.layout)
