@@ -166,6 +166,10 @@ def test_bad_arguments_are_refused(micro):
         LLMMetaRepairVectorEnv(split="val", **micro)
     with pytest.raises(ValueError, match="init must be"):
         LLMMetaRepairVectorEnv(init="pretrained", **micro)
+    with pytest.raises(ValueError, match="meta_seed"):
+        LLMMetaRepairVectorEnv(meta_seed=-1, **micro)
+    with pytest.raises(ValueError, match="meta_config must be"):
+        LLMMetaRepairVectorEnv(**{**micro, "meta_config": {"iterations": 2}})
     with pytest.raises(ValueError, match="instances and bank"):
         LLMMetaRepairVectorEnv(instances="train", **micro)
     env = LLMMetaRepairVectorEnv(num_envs=2, split="train", **micro)

@@ -57,6 +57,10 @@ class LLMMetaRepairVectorEnv(LLMRepairVectorEnv):
             raise ValueError(f"split must be one of {META_SPLITS}, got {split!r}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if isinstance(meta_seed, bool) or not isinstance(meta_seed, int) or meta_seed < 0:
+            raise ValueError(f"meta_seed must be an int >= 0, got {meta_seed!r}")
+        if meta_config is not None and not isinstance(meta_config, MetaInitConfig):
+            raise ValueError(f"meta_config must be a MetaInitConfig or None, got {type(meta_config).__name__}")
         if kwargs.get("instances", "live") != "live" or "bank" in kwargs:
             raise ValueError("LLMMetaRepair-v0 makes every instance live (its start models depend on the task): "
                              "instances and bank are not arguments of it")
