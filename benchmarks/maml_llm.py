@@ -30,10 +30,10 @@ from tqdm.auto import tqdm
 
 from benchmarks.repair_agents import t_interval
 from llm_repair_gym.maml import losses_after
-from llm_repair_gym.meta_init import MetaInitConfig, lm_loss, load_meta_init, train_union
+from llm_repair_gym.meta_init import MetaInitConfig, gpt2_start, lm_loss, load_meta_init, train_union
 from llm_repair_gym.meta_tasks import meta_tasks, task_tables
 from llm_repair_gym.metrics import evaluate
-from llm_repair_gym.model import ParamLayout, init_params
+from llm_repair_gym.model import ParamLayout
 from llm_repair_gym.presets import get_preset
 from llm_repair_gym.tasks import FAMILIES, TaskSuite
 from llm_repair_gym.zoo import load_zoo
@@ -107,9 +107,8 @@ def starts(args: argparse.Namespace, preset, num_test: int) -> dict[str, torch.T
     """Every initialization's flat parameters (the zoo: model ``i mod M`` for variant ``i``)."""
     meta = load_meta_init(preset, seed=args.seed, config=MetaInitConfig(iterations=args.iterations))
     zoo = load_zoo(preset, seed=args.zoo_seed)
-    layout = ParamLayout.of(preset.model)
     union = train_union(preset, seed=args.seed, config=MetaInitConfig(iterations=args.iterations))
-    random = layout.flatten(init_params(preset.model, 1, torch.Generator().manual_seed(args.seed)))[0]
+    random = gpt2_start(preset, args.seed)
     zoo_rows = zoo.flat[torch.arange(num_test) % zoo.num_models]
     return {"maml": meta.theta, "zoo": zoo_rows, "union": union, "random": random}, meta
 

@@ -29,7 +29,7 @@ import numpy as np
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
 from agents.heuristic import HeuristicPolicy
-from llm_repair_gym.evaluation import evaluate_and_save
+from llm_repair_gym.evaluation import evaluate_and_save, parse_env_kwargs
 from llm_repair_gym.faults import FAULT_NAMES
 
 matplotlib.use("Agg")
@@ -95,20 +95,22 @@ def train_runs(args: argparse.Namespace) -> None:
                 print("done:", log.read_text().strip().splitlines()[-1], flush=True)
 
 
-def baseline_summaries(args: argparse.Namespace, seed: int, action_names: list[str],
-                       feature_names: list[str]) -> dict[str, dict]:
-    """No-op, random, the observation-only heuristic and the oracle on evaluation set ``seed``, each saved
-    like a trained agent's run (``<name>_seed<seed>/eval.json``) and reused unless ``--retrain``."""
+def baseline_summaries(args: argparse.Namespace, seed: int, action_names: list[str], feature_names: list[str],
+                       names: tuple[str, ...] = BASELINES) -> dict[str, dict]:
+    """The ``names`` baselines (default: no-op, random, the observation-only heuristic and the oracle) on
+    evaluation set ``seed``, each saved like a trained agent's run (``<name>_seed<seed>/eval.json``) and reused
+    unless ``--retrain``; ``args.env_kwargs`` (``KEY=VALUE`` pairs), where present, go to the env."""
     policies = {"noop": lambda: NoOpPolicy(action_names), "random": lambda: RandomPolicy(action_names, seed=seed),
                 "heuristic": lambda: HeuristicPolicy(action_names, feature_names),
                 "oracle": lambda: OraclePolicy(action_names, feature_names)}
+    env_kwargs = parse_env_kwargs(getattr(args, "env_kwargs", None) or [])
     out = {}
-    for name, make in policies.items():
+    for name in names:
         run = args.out_dir / f"{name}_seed{seed}"
         if args.retrain or not (run / "eval.json").exists():
             run.mkdir(parents=True, exist_ok=True)
-            evaluate_and_save(args.env_id, make(), seed, args.eval_episodes, run, device=args.device,
-                              num_envs=args.num_envs, progress=False, agent=name, seed=seed)
+            evaluate_and_save(args.env_id, policies[name](), seed, args.eval_episodes, run, device=args.device,
+                              num_envs=args.num_envs, progress=False, env_kwargs=env_kwargs, agent=name, seed=seed)
         out[name] = json.loads((run / "eval.json").read_text())["summary"]
     return out
 

@@ -69,6 +69,13 @@ def lm_loss(config: ModelConfig):
     return loss
 
 
+def gpt2_start(preset: Preset, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """One model's GPT-2 initialisation ``[P]`` drawn from ``seed``: where MAML, the union model and the random
+    baseline all start."""
+    return ParamLayout.of(preset.model).flatten(
+        init_params(preset.model, 1, torch.Generator().manual_seed(seed), device))[0]
+
+
 class VariantSampler:
     """Draws meta-batches of meta-train variants and their support and query sets (one generator)."""
 
@@ -91,9 +98,7 @@ def train_meta_init(preset: str | Preset, seed: int = 0, config: MetaInitConfig 
     """Meta-train from GPT-2's initialisation; returns the :class:`MAML` module and its meta-loss curve."""
     preset, config = get_preset(preset), config or MetaInitConfig()
     suite = TaskSuite(preset.tasks, device)
-    layout = ParamLayout.of(preset.model)
-    init = layout.flatten(init_params(preset.model, 1, torch.Generator().manual_seed(seed), device))[0]
-    maml = MAML(lm_loss(preset.model), init, config.maml())
+    maml = MAML(lm_loss(preset.model), gpt2_start(preset, seed, device), config.maml())
     sampler = VariantSampler(suite, "train", seed + 1)
     curve = []
     bar = tqdm(range(config.iterations), desc=f"MAML init {preset.name}", disable=not progress, mininterval=2)
@@ -110,9 +115,7 @@ def train_union(preset: str | Preset, seed: int = 0, config: MetaInitConfig | No
     """One model ``[P]`` trained with Adam on the pooled support and query sets MAML sees (same draws)."""
     preset, config = get_preset(preset), config or MetaInitConfig()
     suite = TaskSuite(preset.tasks, device)
-    layout = ParamLayout.of(preset.model)
-    theta = torch.nn.Parameter(layout.flatten(init_params(preset.model, 1, torch.Generator().manual_seed(seed),
-                                                          device))[0])
+    theta = torch.nn.Parameter(gpt2_start(preset, seed, device))
     opt = torch.optim.Adam([theta], lr=config.outer_lr)
     loss_fn = lm_loss(preset.model)
     sampler = VariantSampler(suite, "train", seed + 1)
