@@ -14,6 +14,12 @@ where ``R`` sums the next ``m`` rewards discounted (``m = n_step``, fewer when t
 and ``s'`` is the state ``m`` steps on. ``n_step=1`` is plain one-step DQN; ``dueling=True`` splits the
 network's head into a state value and action advantages (Wang et al., 2016).
 
+With demonstrations (:meth:`DQNAgent.add_demonstrations`, made by :mod:`agents.demonstrations`) the agent
+learns as DQfD does (Hester et al., 2018): :meth:`DQNAgent.pretrain` takes gradient steps on them alone,
+and afterwards a ``demo_fraction`` of every batch comes from them. On demonstrated transitions the loss
+gains ``demo_weight`` times the large-margin term ``max_a [Q(s, a) + demo_margin * (a != a_E)] - Q(s, a_E)``,
+which pulls the demonstrated action ``a_E`` above every other; the TD loss grounds the values in the rewards.
+
 Only real terminal states stop bootstrapping; a time-limit truncation bootstraps from the true last
 observation. Gymnasium 1.x autoreset is handled in both modes: ``NEXT_STEP`` steps that only reset a
 sub-environment are not stored, and with ``SAME_STEP`` the true last observation comes from
@@ -90,6 +96,12 @@ class DQNConfig:
     """Rewards summed before bootstrapping (n-step returns; 1 is one-step DQN)."""
     dueling: bool = False
     """Q = V(s) + A(s, a) - mean_a A(s, a): separate value and advantage heads on the shared hidden layers."""
+    demo_fraction: float = 0.25
+    """Share of every batch drawn from the demonstrations, once the agent has some (DQfD)."""
+    demo_margin: float = 0.05
+    """Margin by which a demonstrated action's value should exceed every other action's (in reward units)."""
+    demo_weight: float = 1.0
+    """Weight of the large-margin loss on demonstrated transitions."""
     scale_obs: bool = False
     """Map every observation feature with finite ``Box`` bounds affinely onto [-1, 1] inside the network
     (:meth:`DQNAgent.for_env` reads the bounds); for envs whose features differ in scale, like LLMRepair."""
@@ -112,6 +124,10 @@ class DQNConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if not 0.0 <= self.demo_fraction <= 1.0:
+            raise ValueError(f"demo_fraction must be in [0, 1], got {self.demo_fraction}")
+        if self.demo_margin < 0 or self.demo_weight < 0:
+            raise ValueError(f"demo_margin and demo_weight must be >= 0, got {self.demo_margin}, {self.demo_weight}")
 
 
 REPAIR_DQN = DQNConfig(
@@ -130,6 +146,22 @@ REPAIR_DQN = DQNConfig(
 )
 """DQN settings for LLMRepair-v0: env steps are dear, gradient steps cheap, so every transition is replayed
 (one gradient step per env step) and the target network follows every 256 env steps."""
+
+REPAIR_DQFD = dataclasses.replace(
+    REPAIR_DQN,
+    learning_rate=2.5e-4,
+    buffer_size=100_000,
+    target_network_frequency=1_000,
+    start_e=0.1,
+    end_e=0.01,
+    exploration_fraction=0.3,
+    hidden_sizes=(256, 256),
+    n_step=3,
+    dueling=True,
+)
+"""DQfD settings for LLMRepair-v0 (with :data:`agents.demonstrations.REPAIR_DEMONSTRATIONS`): the agent
+starts from the heuristic's behaviour, so it explores little (10% -> 1%) and learns gently; 3-step returns
+and a dueling head on a wider network."""
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: DQNConfig | None = None) -> None:
@@ -338,6 +370,7 @@ class DQNAgent:
         )
         self.sample_generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self.replay_buffer: ReplayBuffer | None = None
+        self.demo_buffer: ReplayBuffer | None = None
         self.num_steps = 0
         """Environment steps learned from so far, over all calls to :meth:`learn`."""
 
@@ -373,18 +406,59 @@ class DQNAgent:
                 actions[explore] = self.rng.integers(self.n_actions, size=int(explore.sum()))
         return int(actions) if actions.ndim == 0 else actions
 
-    def train_step(self) -> torch.Tensor:
-        """One gradient step on a sampled batch; returns the (detached) Huber loss."""
+    def add_demonstrations(self, transitions: tuple) -> None:
+        """Keep a demonstrator's transitions ``(obs, actions, rewards, next_obs, terminated, discounts)`` (as
+        :func:`agents.demonstrations.collect_demonstrations` returns them) for the rest of training."""
+        count = len(transitions[0])
+        if count == 0:
+            raise ValueError("no demonstrations to add")
+        self.demo_buffer = ReplayBuffer(count, self.obs_dim, self.device, self.sample_generator)
+        self.demo_buffer.add(*transitions)
+
+    def pretrain(self, steps: int, progress_bar: bool = False) -> list[float]:
+        """``steps`` gradient steps on the demonstrations alone (target network synced every
+        ``target_network_frequency`` steps and at the end); returns the losses."""
+        if self.demo_buffer is None:
+            raise ValueError("pretrain needs demonstrations: call add_demonstrations first")
+        losses = []
+        for step in tqdm(range(steps), disable=not progress_bar, desc="pretrain"):
+            losses.append(float(self.train_step(demo_only=True)))
+            if (step + 1) % self.config.target_network_frequency == 0:
+                self.update_target_network()
+        self.update_target_network()
+        return losses
+
+    def _sample(self, demo_only: bool) -> tuple[tuple[torch.Tensor, ...], int]:
+        """A batch, its first rows from the demonstrations (DQfD); returns it and how many rows are demos."""
         config = self.config
-        obs, actions, rewards, next_obs, terminated, discounts = self.replay_buffer.sample(config.batch_size)
+        if self.demo_buffer is None:
+            return self.replay_buffer.sample(config.batch_size), 0
+        n_demo = config.batch_size if demo_only else round(config.demo_fraction * config.batch_size)
+        demo = self.demo_buffer.sample(n_demo)
+        if n_demo == config.batch_size:
+            return demo, n_demo
+        own = self.replay_buffer.sample(config.batch_size - n_demo)
+        return tuple(torch.cat(pair) for pair in zip(demo, own, strict=True)), n_demo
+
+    def train_step(self, demo_only: bool = False) -> torch.Tensor:
+        """One gradient step on a sampled batch (of demonstrations alone if ``demo_only``); returns the
+        (detached) loss: Huber TD loss, plus the weighted large-margin loss where the batch holds demos."""
+        config = self.config
+        (obs, actions, rewards, next_obs, terminated, discounts), n_demo = self._sample(demo_only)
         with torch.no_grad():
             next_q_target = self.target_network(next_obs)
             next_q_selector = self.q_network(next_obs) if config.double_q else next_q_target
             next_actions = next_q_selector.argmax(dim=1, keepdim=True)
             next_q = next_q_target.gather(1, next_actions).squeeze(1)
             td_target = rewards + discounts * (1.0 - terminated) * next_q
-        q = self.q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+        q_all = self.q_network(obs)
+        q = q_all.gather(1, actions.unsqueeze(1)).squeeze(1)
         loss = F.smooth_l1_loss(q, td_target)
+        if n_demo and config.demo_weight > 0:
+            demo_q, demo_actions = q_all[:n_demo], actions[:n_demo]
+            margins = torch.full_like(demo_q, config.demo_margin).scatter_(1, demo_actions.unsqueeze(1), 0.0)
+            margin_loss = (demo_q + margins).max(dim=1).values - q[:n_demo]
+            loss = loss + config.demo_weight * margin_loss.mean()
 
         self.optimizer.zero_grad()
         loss.backward()

@@ -16,14 +16,7 @@ RESET_OBS = np.array([0.0, 0.0], dtype=np.float32)
 LAST_OBS = np.array([1.0, 1.0], dtype=np.float32)
 NO_TRAINING = {"learning_starts": 10**9}
 
-
-@pytest.fixture(autouse=True)
-def single_torch_thread():
-    """Tiny networks run fastest, and steadiest on a shared machine, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 class OneStepBoxEnv(gym.Env):
