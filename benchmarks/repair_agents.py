@@ -1,10 +1,11 @@
-"""Leaderboard on LLMRepair-v0: no-op, random, the heuristic, tabular Q, our DQN, the Stable-Baselines3
-baselines (PPO, A2C, DQN, QR-DQN) and the oracle on the same held-out episodes.
+"""Leaderboard on LLMRepair-v0: no-op, random, the heuristic, tabular Q, our DQN and DQfD, the
+Stable-Baselines3 baselines (PPO, A2C, DQN, QR-DQN) and the oracle on the same held-out episodes.
 
     python -m benchmarks.repair_agents --seeds 1 2 3 4 5 --total-steps 4000 --jobs 2
 
 For every seed ``s`` the trained agents (``--agents``, default all) are trained by
-``scripts/train_tabular_q.py``, ``scripts/train_dqn.py`` and ``scripts/train_sb3.py --algo ...`` (``--jobs``
+``scripts/train_tabular_q.py``, ``scripts/train_dqn.py`` (DQfD: ``--demonstrations heuristic``, whose
+demonstration steps come on top of ``--total-steps``) and ``scripts/train_sb3.py --algo ...`` (``--jobs``
 at a time, one torch thread each) and evaluated greedily on held-out evaluation set ``s``; no-op, random
 (seeded ``s``), the observation-only heuristic and the privileged oracle are played on the same set.
 A row's return is the mean over seeds of each seed's mean episode return, with a 95% Student-t
@@ -39,7 +40,7 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          15: 2.131, 20: 2.086, 30: 2.042}
 """Two-sided 95% quantiles of Student's t by degrees of freedom (larger df: the next smaller key's value)."""
 
-TRAINED = ("tabular_q", "dqn", "sb3_ppo", "sb3_a2c", "sb3_dqn", "sb3_qrdqn")
+TRAINED = ("tabular_q", "dqn", "dqfd", "sb3_ppo", "sb3_a2c", "sb3_dqn", "sb3_qrdqn")
 BASELINES = ("noop", "random", "heuristic", "oracle")
 
 
@@ -47,6 +48,8 @@ def train_command(agent: str) -> list[str]:
     """The script (and its algorithm flag) that trains ``agent``."""
     if agent.startswith("sb3_"):
         return ["scripts/train_sb3.py", "--algo", agent.removeprefix("sb3_")]
+    if agent == "dqfd":
+        return ["scripts/train_dqn.py", "--demonstrations", "heuristic"]
     return [f"scripts/train_{agent}.py"]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents import load_policy
 from agents.dqn import DQNAgent, DQNConfig, QNetwork
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
 from llm_repair_gym.evaluation import (
@@ -76,6 +77,8 @@ def _script(name: str):
     ("train_sb3", "policy.safetensors", ["--algo", "qrdqn"]),
     ("train_dqn", "agent.pt", ["--learning-starts", "8", "--batch-size", "8", "--env-id", "LLMMetaRepair-v0",
                                "--env-kwargs", "init=zoo", "cost_weight=0.004"]),
+    ("train_dqn", "policy.json", ["--demonstrations", "heuristic", "--demo-steps", "8", "--pretrain-steps", "4",
+                                  "--learning-starts", "8", "--batch-size", "8", "--hidden-sizes", "16"]),
 ])
 def test_training_scripts_save_and_evaluate_on_held_out_episodes(tiny_zoo, tmp_path, name, saved, extra):
     summary = _script(name).main(["--seed", "3", "--num-envs", "2", "--total-steps", "24", "--eval-episodes", "2",
@@ -87,6 +90,10 @@ def test_training_scripts_save_and_evaluate_on_held_out_episodes(tiny_zoo, tmp_p
     assert [e["seed"] for e in written["episodes"]] == held_out_seeds(3, 2)
     if "--env-kwargs" in extra:
         assert summary["env_kwargs"] == {"init": "zoo", "cost_weight": 0.004}
+    if "--demonstrations" in extra:  # DQfD: the heuristic's steps come first, and the run is a loadable policy
+        assert summary["agent"] == "dqfd" and summary["demonstrations"]["env_steps"] == 8
+        assert summary["config"]["n_step"] == 3 and tuple(summary["config"]["hidden_sizes"]) == (16,)
+        assert load_policy(tmp_path).meta["demonstrations"]["pretrain_steps"] == 4
 
 
 def test_env_kwargs_flags_and_held_out_episodes_per_env():
