@@ -40,7 +40,7 @@ EVAL_EPISODES = 32
 
 def _configs() -> dict:
     """Named DQN configurations: the one the leaderboard uses, and the changes tested against it."""
-    from agents.dqn import REPAIR_DQN
+    from agents.dqn import REPAIR_DQFD, REPAIR_DQN
 
     long_run = dict(buffer_size=100_000, exploration_fraction=0.2, end_e=0.02, target_network_frequency=1_000,
                     hidden_sizes=(256, 256), learning_rate=3e-4)
@@ -48,7 +48,15 @@ def _configs() -> dict:
         "dqn": REPAIR_DQN,  # the leaderboard's settings, tuned for 4,000-step runs
         "dqn_long": dataclasses.replace(REPAIR_DQN, **long_run),
         "dqn_nstep": dataclasses.replace(REPAIR_DQN, **long_run, n_step=3, dueling=True),
+        "dqfd": REPAIR_DQFD,  # learns from the heuristic's demonstrations first (_demonstrations)
     }
+
+
+def _demonstrations() -> dict:
+    """Configurations that learn from a demonstrator first, and their plan (its env steps count in the curve)."""
+    from agents.demonstrations import REPAIR_DEMONSTRATIONS
+
+    return {"dqfd": REPAIR_DEMONSTRATIONS}
 
 
 def blank_features(env, names: list[str]):
@@ -90,6 +98,7 @@ def train_one(spec: dict) -> dict:
     import torch
 
     import llm_repair_gym  # noqa: F401  (registers the ids)
+    from agents.demonstrations import learn_from_demonstrations
     from agents.dqn import DQNAgent
     from llm_repair_gym.evaluation import GreedyPolicy, held_out_instances, held_out_seeds
 
@@ -108,8 +117,9 @@ def train_one(spec: dict) -> dict:
     first_obs = None
     curve: list[dict] = []
     start = time.perf_counter()
+    demo_steps = 0  # env steps the demonstrator took: the curve's x counts them with the learner's own
 
-    def evaluate_now(steps: int) -> None:
+    def evaluate_now(own_steps: int) -> None:
         nonlocal first_obs
         if first_obs is None:
             obs, _ = eval_env.reset(seed=curve_seeds[:eval_env.num_envs],
@@ -118,7 +128,8 @@ def train_one(spec: dict) -> dict:
         records = _play(eval_env, GreedyPolicy(agent.act), curve_seeds, CURVE_INSTANCES)
         with torch.no_grad():
             q = agent.q_network(first_obs.to(agent.device))
-        curve.append({"steps": steps, "minutes": (time.perf_counter() - start) / 60,
+        curve.append({"steps": demo_steps + own_steps, "own_steps": own_steps,
+                      "minutes": (time.perf_counter() - start) / 60,
                       "return": float(np.mean([r.episode_return for r in records])),
                       "length": float(np.mean([r.steps for r in records])),
                       "by_fault": _by_fault(records),
@@ -127,21 +138,29 @@ def train_one(spec: dict) -> dict:
                       "q_stop": float(q[:, env.unwrapped.action_names.index("stop")].mean())})
 
     def callback(a) -> None:
-        if a.num_steps // spec["eval_every"] > len(curve) - 1:
+        if a.num_steps >= next_eval[0]:
             evaluate_now(a.num_steps)
+            next_eval[0] += spec["eval_every"]
 
+    next_eval = [spec["eval_every"]]
+    demo_info = None
+    plan = _demonstrations().get(spec["config"])
+    if plan is not None:  # the curve's first point comes after the demonstrator's steps and the pretraining
+        demo_info = learn_from_demonstrations(agent, env, plan, spec["seed"])
+        demo_steps = demo_info["env_steps"]
     evaluate_now(0)
     agent.learn(env, spec["total_steps"], log_path=out_dir / "train.csv", callback=callback)
-    if curve[-1]["steps"] != agent.num_steps:
+    if curve[-1]["own_steps"] != agent.num_steps:
         evaluate_now(agent.num_steps)
     train_minutes = (time.perf_counter() - start) / 60
     agent.save(out_dir / "agent.pt")
     final = _play(eval_env, GreedyPolicy(agent.act), held_out_seeds(spec["seed"], EVAL_EPISODES),
                   held_out_instances(spec["seed"], EVAL_EPISODES, eval_env.unwrapped.bank.size))
-    losses = _td_losses(out_dir / "train.csv", [c["steps"] for c in curve])
+    losses = _td_losses(out_dir / "train.csv", [c["own_steps"] for c in curve])
     for point, loss in zip(curve, losses):
         point["td_loss"] = loss
-    result = {**spec, "dqn_config": dataclasses.asdict(config), "train_minutes": train_minutes, "curve": curve,
+    result = {**spec, "dqn_config": dataclasses.asdict(config), "demonstrations": demo_info,
+              "train_minutes": train_minutes, "curve": curve,
               "final": {"return": float(np.mean([r.episode_return for r in final])),
                         "length": float(np.mean([r.steps for r in final])), "by_fault": _by_fault(final),
                         "episodes": [r.__dict__ for r in final]}}
@@ -202,9 +221,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time (one torch thread each)")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--out-dir", type=Path, default=Path("results/learnability"))
+    parser.add_argument("--compare", nargs="*", default=[], metavar="TAG",
+                        help="draw these earlier reports' mean curves too (results of --config TAG)")
+    parser.add_argument("--export-seed", type=int, default=None,
+                        help="save this seed's agent as a policy under --checkpoint-dir/<config> (load_policy)")
+    parser.add_argument("--checkpoint-dir", type=Path, default=Path("agents/checkpoints/LLMRepair-v0"))
     args = parser.parse_args(argv)
     if len(args.seeds) < 2:
-        parser.error("a confidence interval over seeds needs at least 2 --seeds")
+        print("one seed: the report has no interval (nan); the bar asks for 5", flush=True)
     tag = args.config + "".join(f"-no_{n.replace('/', '_')}" for n in args.hide_features)
     specs = [{"config": args.config, "seed": s, "total_steps": args.total_steps, "eval_every": args.eval_every,
               "num_envs": args.num_envs, "hide_features": args.hide_features,
@@ -220,9 +244,49 @@ def main(argv: list[str] | None = None) -> dict:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"learnability-{tag}.json").write_text(json.dumps(report, indent=1))
     (args.out_dir / f"learnability-{tag}.md").write_text(report["markdown"])
-    _plot(report, args.out_dir / f"learnability-{tag}.png")
+    others = []
+    for other in args.compare:
+        file = args.out_dir / f"learnability-{other}.json"
+        if not file.exists():
+            raise SystemExit(f"--compare {other}: no {file}; run --config {other} first")
+        others.append(json.loads(file.read_text()))
+    _plot(report, args.out_dir / f"learnability-{tag}.png", others)
+    if args.export_seed is not None:
+        export_checkpoint(runs, report, args)
     print(report["markdown"])
     return report
+
+
+def export_checkpoint(runs: list[dict], report: dict, args: argparse.Namespace) -> Path:
+    """Save seed ``--export-seed``'s trained agent with ``agents.save_checkpoint``: the policy, and the score
+    it got on its evaluation set, which ``benchmarks.replay_policy`` replays."""
+    import gymnasium as gym
+
+    import llm_repair_gym  # noqa: F401  (registers the ids)
+    from agents import save_checkpoint
+    from agents.dqn import DQNAgent
+
+    run = next((r for r in runs if r["seed"] == args.export_seed), None)
+    if run is None:
+        raise SystemExit(f"--export-seed {args.export_seed} is not among --seeds {args.seeds}")
+    probe = gym.make_vec("LLMRepair-v0", num_envs=1, progress=False)
+    feature_names = list(probe.unwrapped.feature_names)
+    probe.close()
+    agent = DQNAgent.load(Path(run["out_dir"]) / "agent.pt")
+    seeds = [r["seed"] for r in runs]
+    normalized = report["normalized"]["learner"]
+    folder = save_checkpoint(
+        agent, args.checkpoint_dir / report["tag"], env_id="LLMRepair-v0", feature_names=feature_names,
+        hide_features=run["hide_features"], learner=run["config"], seed=run["seed"],
+        own_env_steps=run["curve"][-1]["own_steps"], demonstrations=run.get("demonstrations"),
+        eval_set=run["seed"], eval_episodes=EVAL_EPISODES, eval_threads=1, eval_return=run["final"]["return"],
+        eval_episode_returns=[e["episode_return"] for e in run["final"]["episodes"]],
+        normalized_return=normalized["per_set"][seeds.index(run["seed"])],
+        normalized_over_seeds={"mean": normalized["mean"], "ci95": normalized["ci95"], "seeds": seeds},
+        command=f"python -m benchmarks.learnability --config {args.config} --seeds {' '.join(map(str, seeds))} "
+                f"--total-steps {args.total_steps} --export-seed {args.export_seed}")
+    print(f"saved seed {run['seed']}'s agent to {folder}")
+    return folder
 
 
 def _summarize(tag: str, runs: list[dict], references: dict, args: argparse.Namespace) -> dict:
@@ -244,6 +308,12 @@ def _summarize(tag: str, runs: list[dict], references: dict, args: argparse.Name
     for name, (mean, half) in rows.items():
         lines.append(f"| {name} | {mean:.3f} ± {half:.3f} | {lengths[name]:.1f} |")
     lines.append(f"| oracle (privileged) | 1.000 | {lengths['oracle']:.1f} |")
+    demos = [r["demonstrations"] for r in runs if r.get("demonstrations")]
+    if demos:
+        lines += ["", f"Demonstrations: the heuristic played {demos[0]['env_steps']} env steps per seed on the train "
+                  f"split ({np.mean([d['episodes'] for d in demos]):.0f} episodes, mean return "
+                  f"{np.mean([d['mean_return'] for d in demos]):.3f}), then {demos[0]['pretrain_steps']} gradient "
+                  "steps on them alone; the curve's env steps count the demonstrator's."]
     lines += ["", "Learning curve (64 held-out episodes; normalized return, mean over seeds [min, max]; episode "
               "length; mean max-Q of the first observations; mean TD loss since the previous point):", "",
               "| env steps | normalized return | length | max Q | TD loss |", "|---|---|---|---|---|"]
@@ -271,15 +341,18 @@ def _summarize(tag: str, runs: list[dict], references: dict, args: argparse.Name
     return {"tag": tag, "normalized": {k: {"mean": m, "ci95": h, "per_set": v} for (k, (m, h)), v in
                                        zip(rows.items(), (learner, heuristic))},
             "lengths": lengths, "steps": steps, "curve": curve, "curve_oracle_return": curve_oracle,
+            "demo_steps": (runs[0].get("demonstrations") or {}).get("env_steps", 0),
             "curve_heuristic_return": references["curve"]["heuristic"]["return"], "references": references,
             "markdown": "\n".join(lines) + "\n"}
 
 
-def _plot(report: dict, path: Path) -> None:
+def _plot(report: dict, path: Path, others: list[dict] = ()) -> None:
+    """Learning curve (with ``others``' mean curves, e.g. a learner from scratch), episode length, Q and TD."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     steps = np.array(report["steps"])
     oracle = report["curve_oracle_return"]
@@ -288,7 +361,16 @@ def _plot(report: dict, path: Path) -> None:
     for seed_index in range(len(returns[0])):
         left.plot(steps, [r[seed_index] if seed_index < len(r) else np.nan for r in returns], color="tab:blue",
                   alpha=0.3, linewidth=1)
-    left.plot(steps, [r.mean() for r in returns], color="tab:blue", linewidth=2, label="DQN, mean over seeds")
+    left.plot(steps, [r.mean() for r in returns], "o-", color="tab:blue", linewidth=2,
+              label=f"{report['tag']}, mean over seeds")
+    if report.get("demo_steps"):
+        left.axvspan(0, report["demo_steps"], color="tab:orange", alpha=0.1, label="the heuristic's demonstrations")
+    for other, color in zip(others, ("tab:green", "tab:red", "tab:purple")):
+        other_returns = [np.mean(v) / other["curve_oracle_return"] for v in other["curve"]["return"]]
+        left.plot(other["steps"], other_returns, "s-", color=color, linewidth=1.5,
+                  label=f"{other['tag']}, mean over {len(other['curve']['return'][0])} seed(s)")
+        middle.plot(other["steps"], [np.mean(v) for v in other["curve"]["length"]], "s-", color=color,
+                    label=other["tag"])
     left.axhline(1.0, color="black", linestyle="--", linewidth=1, label="oracle (privileged)")
     left.axhline(report["curve_heuristic_return"] / oracle, color="tab:orange", linestyle="--", linewidth=1,
                  label="observation-only heuristic")
@@ -297,8 +379,9 @@ def _plot(report: dict, path: Path) -> None:
     left.set_ylabel("normalized held-out return")
     left.set_title(f"{report['tag']}: learning curve")
     left.legend(fontsize=8)
-    middle.plot(steps, [np.mean(v) for v in report["curve"]["length"]], "o-")
+    middle.plot(steps, [np.mean(v) for v in report["curve"]["length"]], "o-", color="tab:blue", label=report["tag"])
     middle.set_xlabel("env steps")
+    middle.legend(fontsize=8)
     middle.set_title("greedy episode length (budget 32)")
     right.plot(steps, [np.mean(v) for v in report["curve"]["max_q"]], "o-", label="mean max Q, first obs")
     right.plot(steps, [np.mean(v) for v in report["curve"]["q_stop"]], "s--", label="mean Q(stop), first obs")
@@ -308,6 +391,8 @@ def _plot(report: dict, path: Path) -> None:
     right.set_xlabel("env steps")
     right.set_title("Q-values and TD loss")
     right.legend(fontsize=8)
+    for ax in (left, middle, right):
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up ./.venv if needed, then run the main job on the built-in default (the tiny preset):
 # build (or load) the healthy model zoo, then play no-op, random and oracle policies on seeded
-# LLMRepair-v0 episodes and print the per-fault table.
+# LLMRepair-v0 episodes and print the per-fault table; finally replay the carried learned agent (DQfD)
+# on its 32 held-out episodes and check its recorded score.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,3 +10,4 @@ bash scripts/setup.sh
 . .venv/bin/activate
 python -m llm_repair_gym.cli zoo --preset tiny
 python benchmarks/repair_baselines.py --episodes "${EPISODES:-30}" --num-envs 15 --seed 1000 "$@"
+python -m benchmarks.replay_policy agents/checkpoints/LLMRepair-v0/dqfd

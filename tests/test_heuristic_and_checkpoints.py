@@ -1,6 +1,8 @@
 """The observation-only heuristic (the bar learners must clear) and saved policies (load_policy)."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from agents import load_policy, save_checkpoint
 from agents.dqn import DQNAgent, DQNConfig
 from agents.heuristic import HeuristicPolicy
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
-from llm_repair_gym.evaluation import run_episodes
+from llm_repair_gym.evaluation import evaluate_on_held_out, run_episodes
 
 
 class NoInfo:
@@ -58,3 +60,23 @@ def test_saved_policy_replays_the_agent(micro_env_kwargs, tmp_path):
         load_policy(folder)
     with pytest.raises(ValueError, match="no readable"):
         load_policy(tmp_path / "missing")
+
+
+CARRIED = Path(__file__).resolve().parent.parent / "agents" / "checkpoints" / "LLMRepair-v0" / "dqfd"
+
+
+def test_carried_checkpoint_replays_its_recorded_returns(tmp_path, capsys):
+    from benchmarks.replay_policy import main as replay
+
+    policy = load_policy(CARRIED)
+    meta = policy.meta
+    assert meta["env_id"] == "LLMRepair-v0" and len(meta["eval_episode_returns"]) == meta["eval_episodes"]
+    assert np.mean(meta["eval_episode_returns"]) == pytest.approx(meta["eval_return"])
+    records = evaluate_on_held_out("LLMRepair-v0", policy, meta["eval_set"], 2, progress=False)
+    assert all(r.actions[-1] == "stop" or r.steps == 32 for r in records)
+    copy = tmp_path / "dqfd"
+    shutil.copytree(CARRIED, copy)
+    for returns, verdict in (([r.episode_return for r in records], 0), ([0.5, records[1].episode_return], 1)):
+        (copy / "policy.json").write_text(json.dumps({**meta, "eval_episodes": 2, "eval_episode_returns": returns}))
+        assert replay([str(copy)]) == verdict
+    assert "episode 0 (seed" in capsys.readouterr().out  # the mismatching episode is named

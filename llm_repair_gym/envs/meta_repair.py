@@ -208,6 +208,7 @@ def _meta_manual() -> str:
     LLMRepair-v0's info, and `task`: the index of the episode's task in `meta_tasks(split)` (also in
     `zoo_model`).""",
         "Version History": f"""\
+    * v0 (0.6): unchanged dynamics.
     * v0 (0.5): initial version; meta-task splits v{META_TASKS_VERSION}.""",
     })
 
