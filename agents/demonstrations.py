@@ -43,7 +43,7 @@ class DemonstrationPlan:
 
 
 REPAIR_DEMONSTRATIONS = DemonstrationPlan()
-"""The plan used on LLMRepair-v0 (with :data:`agents.dqn.REPAIR_DQFD`): about 330 heuristic episodes."""
+"""The plan used on LLMRepair-v0 (with :data:`agents.dqn.REPAIR_DQFD`): about 350 heuristic episodes."""
 
 
 @dataclass

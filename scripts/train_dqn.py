@@ -27,7 +27,7 @@ import gymnasium as gym
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents import save_checkpoint
-from agents.demonstrations import DEMONSTRATORS, REPAIR_DEMONSTRATIONS, DemonstrationPlan, learn_from_demonstrations
+from agents.demonstrations import DEMONSTRATORS, REPAIR_DEMONSTRATIONS, learn_from_demonstrations
 from agents.dqn import REPAIR_DQFD, REPAIR_DQN, DQNAgent, add_config_arguments, config_from_args
 from llm_repair_gym.evaluation import (
     GreedyPolicy,
@@ -46,16 +46,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      parents=[first])
     add_run_arguments(parser)
-    parser.add_argument("--demo-steps", type=int, default=REPAIR_DEMONSTRATIONS.env_steps,
-                        help="env steps the demonstrator plays (with --demonstrations)")
-    parser.add_argument("--pretrain-steps", type=int, default=REPAIR_DEMONSTRATIONS.pretrain_steps,
-                        help="gradient steps on the demonstrations alone (with --demonstrations)")
+    parser.add_argument("--demo-steps", type=int, default=None,
+                        help=f"env steps the demonstrator plays (default {REPAIR_DEMONSTRATIONS.env_steps})")
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="gradient steps on the demonstrations "
+                        f"alone (default {REPAIR_DEMONSTRATIONS.pretrain_steps})")
     add_config_arguments(parser, REPAIR_DQN if known.demonstrations == "none" else REPAIR_DQFD)
     args = parser.parse_args(argv)
     check_run_arguments(parser, args)
+    given = [flag for flag, value in (("--demo-steps", args.demo_steps), ("--pretrain-steps", args.pretrain_steps))
+             if value is not None]
+    if args.demonstrations == "none" and given:
+        parser.error(f"{' and '.join(given)} need --demonstrations {'|'.join(DEMONSTRATORS)}")
     if args.demonstrations != "none":
         try:
-            args.plan = DemonstrationPlan(args.demonstrations, args.demo_steps, args.pretrain_steps)
+            args.plan = dataclasses.replace(REPAIR_DEMONSTRATIONS, demonstrator=args.demonstrations,
+                                            **{k: v for k, v in (("env_steps", args.demo_steps),
+                                                                 ("pretrain_steps", args.pretrain_steps))
+                                               if v is not None})
         except ValueError as err:
             parser.error(str(err))
     return args

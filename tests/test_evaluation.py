@@ -105,3 +105,15 @@ def test_env_kwargs_flags_and_held_out_episodes_per_env():
     assert held_out_kwargs("LLMMetaRepair-v0") == {"split": "test"}
     with pytest.raises(ValueError, match="no held-out episodes"):
         held_out_kwargs("CartPole-v1")
+
+
+def test_train_dqn_refuses_demonstration_flags_it_cannot_use(capsys):
+    script = _script("train_dqn")
+    for argv, message in ((["--demo-steps", "64"], "--demo-steps need --demonstrations heuristic"),
+                          (["--demonstrations", "heuristic", "--pretrain-steps", "-1"], "pretrain_steps >= 0"),
+                          (["--demonstrations", "oracle"], "invalid choice")):
+        with pytest.raises(SystemExit):
+            script.parse_args(argv)
+        assert message in capsys.readouterr().err
+    args = script.parse_args(["--demonstrations", "heuristic", "--demo-steps", "64"])
+    assert (args.plan.env_steps, args.plan.pretrain_steps, args.n_step, args.dueling) == (64, 4000, 3, True)
