@@ -2,12 +2,17 @@
 
     python -m benchmarks.learnability --config dqn_nstep --seeds 1 2 3 4 5 --total-steps 100000 --jobs 3
 
-Every seed trains the hand-written DQN with one named configuration (``CONFIGS``) on the bank's train split
+Every seed trains the hand-written DQN with one named configuration (``_configs``) on the bank's train split
 (16 envs, one torch thread per run, ``--jobs`` runs at a time), and every ``--eval-every`` env steps plays
 it greedily on 64 fixed held-out episodes (test instances 192-255), recording the return, the return per
 fault type, the episode length, the action histogram, and the Q-values of the episodes' first
 observations; the TD (Huber) losses of training come from the run's log. After training, the agent is
 played on evaluation set ``seed`` (the leaderboard's held-out episodes) and saved.
+
+``--config dqfd`` learns from demonstrations first (DQfD, ``agents.demonstrations``): the heuristic plays
+4,096 env steps, the agent pretrains on them, and the curve starts after them, its env steps counting the
+demonstrator's. ``--compare TAG`` draws an earlier report's curve beside it; ``--export-seed S`` saves seed
+``S``'s agent with its recorded score under ``--checkpoint-dir`` (``benchmarks.replay_policy`` replays it).
 
 No-op, the privileged oracle and the observation-only heuristic (``agents/heuristic.py``) are played on the
 same episodes. Returns are normalized per episode set: no-op = 0 (its return is 0 by construction),
@@ -284,7 +289,7 @@ def export_checkpoint(runs: list[dict], report: dict, args: argparse.Namespace) 
         normalized_return=normalized["per_set"][seeds.index(run["seed"])],
         normalized_over_seeds={"mean": normalized["mean"], "ci95": normalized["ci95"], "seeds": seeds},
         command=f"python -m benchmarks.learnability --config {args.config} --seeds {' '.join(map(str, seeds))} "
-                f"--total-steps {args.total_steps} --export-seed {args.export_seed}")
+                f"--total-steps {args.total_steps} --eval-every {args.eval_every} --export-seed {args.export_seed}")
     print(f"saved seed {run['seed']}'s agent to {folder}")
     return folder
 
@@ -346,7 +351,7 @@ def _summarize(tag: str, runs: list[dict], references: dict, args: argparse.Name
             "markdown": "\n".join(lines) + "\n"}
 
 
-def _plot(report: dict, path: Path, others: list[dict] = ()) -> None:
+def _plot(report: dict, path: Path, others: list[dict] | None = None) -> None:
     """Learning curve (with ``others``' mean curves, e.g. a learner from scratch), episode length, Q and TD."""
     import matplotlib
 
@@ -365,7 +370,7 @@ def _plot(report: dict, path: Path, others: list[dict] = ()) -> None:
               label=f"{report['tag']}, mean over seeds")
     if report.get("demo_steps"):
         left.axvspan(0, report["demo_steps"], color="tab:orange", alpha=0.1, label="the heuristic's demonstrations")
-    for other, color in zip(others, ("tab:green", "tab:red", "tab:purple")):
+    for other, color in zip(others or [], ("tab:green", "tab:red", "tab:purple")):
         other_returns = [np.mean(v) / other["curve_oracle_return"] for v in other["curve"]["return"]]
         left.plot(other["steps"], other_returns, "s-", color=color, linewidth=1.5,
                   label=f"{other['tag']}, mean over {len(other['curve']['return'][0])} seed(s)")
