@@ -265,18 +265,15 @@ def main(argv: list[str] | None = None) -> dict:
 def export_checkpoint(runs: list[dict], report: dict, args: argparse.Namespace) -> Path:
     """Save seed ``--export-seed``'s trained agent with ``agents.save_checkpoint``: the policy, and the score
     it got on its evaluation set, which ``benchmarks.replay_policy`` replays."""
-    import gymnasium as gym
-
     import llm_repair_gym  # noqa: F401  (registers the ids)
     from agents import save_checkpoint
     from agents.dqn import DQNAgent
+    from llm_repair_gym.evaluation import env_names
 
     run = next((r for r in runs if r["seed"] == args.export_seed), None)
     if run is None:
         raise SystemExit(f"--export-seed {args.export_seed} is not among --seeds {args.seeds}")
-    probe = gym.make_vec("LLMRepair-v0", num_envs=1, progress=False)
-    feature_names = list(probe.unwrapped.feature_names)
-    probe.close()
+    _, feature_names = env_names("LLMRepair-v0")
     agent = DQNAgent.load(Path(run["out_dir"]) / "agent.pt")
     seeds = [r["seed"] for r in runs]
     normalized = report["normalized"]["learner"]

@@ -19,13 +19,13 @@ import argparse
 import json
 from pathlib import Path
 
-import gymnasium as gym
 import matplotlib
 import numpy as np
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from benchmarks.repair_agents import baseline_summaries, t_interval, train_runs
 from llm_repair_gym.envs.meta_repair import INITS
+from llm_repair_gym.evaluation import env_names
 from llm_repair_gym.meta_init import load_meta_init
 from llm_repair_gym.tasks import FAMILIES
 
@@ -62,9 +62,7 @@ def final_score(run: Path) -> float:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     load_meta_init("tiny")  # build the MAML initialization once, before the training processes need it
-    probe = gym.make_vec(ENV_ID, num_envs=1, device=args.device, progress=False)
-    names = (probe.action_names, probe.feature_names)
-    probe.close()
+    names = env_names(ENV_ID, args.device)
     board: dict = {}
     for init in INITS:
         out_dir = args.out_dir / init

@@ -23,14 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import matplotlib
 import numpy as np
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
 from agents.heuristic import HeuristicPolicy
-from llm_repair_gym.evaluation import evaluate_and_save, parse_env_kwargs
+from llm_repair_gym.evaluation import env_names, evaluate_and_save, parse_env_kwargs
 from llm_repair_gym.faults import FAULT_NAMES
 
 matplotlib.use("Agg")
@@ -135,9 +134,7 @@ def main() -> None:
         parser.error("a confidence interval over seeds needs at least 2 --seeds")
 
     train_runs(args)
-    probe = gym.make_vec(args.env_id, num_envs=1, device=args.device, progress=False).unwrapped
-    names = (probe.action_names, probe.feature_names)
-    probe.close()
+    names = env_names(args.env_id, args.device)
     rows = ["noop", "random", "heuristic", *args.agents, "oracle"]
     per_seed: dict[str, list[dict]] = {row: [] for row in rows}
     for seed in args.seeds:

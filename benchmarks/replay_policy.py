@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import llm_repair_gym  # noqa: F401  (registers the ids)
     from agents import load_policy
     from agents.baselines import OraclePolicy
-    from llm_repair_gym.evaluation import evaluate_on_held_out
+    from llm_repair_gym.evaluation import env_names, evaluate_on_held_out
 
     try:
         policy = load_policy(args.folder, device=args.device)
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{episodes} episodes: mean return {returns.mean():.4f}, mean length "
           f"{np.mean([r.steps for r in records]):.1f}")
     if args.oracle:
-        oracle = evaluate_on_held_out(env_id, OraclePolicy(*_names(env_id)), eval_set, episodes, device=args.device)
+        oracle = evaluate_on_held_out(env_id, OraclePolicy(*env_names(env_id, args.device)), eval_set, episodes,
+                                      device=args.device)
         oracle_mean = float(np.mean([r.episode_return for r in oracle]))
         print(f"oracle on the same episodes: {oracle_mean:.4f}; normalized: {returns.mean() / oracle_mean:.3f}")
     recorded = meta.get("eval_episode_returns")
@@ -72,16 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"OK: all {episodes} episode returns match the recorded ones (recorded mean {meta['eval_return']:.4f}); "
           f"recorded normalized return {json.dumps(meta.get('normalized_return'))}")
     return 0
-
-
-def _names(env_id: str) -> tuple[list[str], list[str]]:
-    import gymnasium as gym
-
-    probe = gym.make_vec(env_id, num_envs=1, progress=False).unwrapped
-    try:
-        return list(probe.action_names), list(probe.feature_names)
-    finally:
-        probe.close()
 
 
 if __name__ == "__main__":

@@ -174,6 +174,16 @@ def evaluate_on_held_out(env_id: str, policy: VectorPolicy, eval_set: int, episo
         env.close()
 
 
+def env_names(env_id: str, device: str = "cpu") -> tuple[list[str], list[str]]:
+    """``(action_names, feature_names)`` of ``env_id``, read from a one-env probe of its held-out split (the
+    split evaluation loads anyway; a train split need not be built just to name things)."""
+    probe = gym.make_vec(env_id, num_envs=1, device=device, progress=False, **held_out_kwargs(env_id)).unwrapped
+    try:
+        return list(probe.action_names), list(probe.feature_names)
+    finally:
+        probe.close()
+
+
 def summarize(records: Sequence[EpisodeRecord]) -> dict:
     """Mean return (with its 95% CI half-width over episodes), mean steps, and mean return per fault type."""
     returns = np.array([r.episode_return for r in records])

@@ -14,6 +14,7 @@ from llm_repair_gym.envs.repair import LLMRepairVectorEnv
 from llm_repair_gym.evaluation import (
     HELD_OUT_BASE,
     GreedyPolicy,
+    env_names,
     held_out_kwargs,
     held_out_seeds,
     parse_env_kwargs,
@@ -117,3 +118,8 @@ def test_train_dqn_refuses_demonstration_flags_it_cannot_use(capsys):
         assert message in capsys.readouterr().err
     args = script.parse_args(["--demonstrations", "heuristic", "--demo-steps", "64"])
     assert (args.plan.env_steps, args.plan.pretrain_steps, args.n_step, args.dueling) == (64, 4000, 3, True)
+
+
+def test_env_names_reads_the_held_out_split_probe(tiny_zoo):
+    env = LLMRepairVectorEnv(num_envs=1, instances="test", progress=False)
+    assert env_names("LLMRepair-v0") == (env.action_names, env.feature_names)
