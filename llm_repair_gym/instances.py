@@ -18,6 +18,7 @@ suites name.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import weakref
 from dataclasses import dataclass
@@ -143,6 +144,20 @@ class InstanceBank:
         counts = torch.bincount(kinds, minlength=len(FAULT_NAMES))
         self.counts = counts
         self.offsets = torch.cumsum(counts, 0) - counts
+
+    def restricted(self, instance_ids: list[int]) -> InstanceBank:
+        """This bank with draws limited to ``instance_ids`` (a suite's split); it shares the tensors, and an
+        explicit ``reset(options={"instance": k})`` may still name any instance of the split."""
+        ids = torch.as_tensor(instance_ids, dtype=torch.long, device=self.order.device)
+        if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= self.size:
+            raise ValueError(f"restricted needs instance ids in [0, {self.size}), got {len(instance_ids)} of them "
+                             f"spanning {instance_ids[:1]}..{instance_ids[-1:]}")
+        view = copy.copy(self)
+        kinds = self.tensors["fault_type"][ids]
+        view.order = ids[torch.argsort(kinds, stable=True)]
+        view.counts = torch.bincount(kinds, minlength=len(FAULT_NAMES))
+        view.offsets = torch.cumsum(view.counts, 0) - view.counts
+        return view
 
     def check_faults(self, allowed: list[int]) -> None:
         """Refuse fault types this bank holds no instance of."""

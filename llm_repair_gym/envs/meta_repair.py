@@ -50,6 +50,8 @@ def relabel_embeddings(flat: torch.Tensor, token_maps: torch.Tensor, layout: Par
 class LLMMetaRepairVectorEnv(LLMRepairVectorEnv):
     """{manual}"""
 
+    ENV_ID = META_ENV_ID
+
     def __init__(self, num_envs: int = 1, split: str = "train", init: str = "zoo", meta_seed: int = 0,
                  meta_config: MetaInitConfig | None = None, faults: list[str] | None = None,
                  **kwargs: Any) -> None:

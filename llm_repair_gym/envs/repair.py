@@ -47,6 +47,7 @@ from llm_repair_gym.precision import precision_context
 from llm_repair_gym.presets import Preset, get_preset
 from llm_repair_gym.tasks import FAMILIES, TaskSuite
 from llm_repair_gym.threads import configure_threads
+from llm_repair_gym.trace import RENDERERS, Trace, TraceStep
 from llm_repair_gym.vector_info import unbatch, with_masks
 from llm_repair_gym.zoo import load_zoo, zoo_hash
 
@@ -54,6 +55,7 @@ ENV_ID = "LLMRepair-v0"
 HEALTHY_MARGIN = 0.05  # a family within this of its healthy accuracy at reset counts as working
 _AUTORESET_MODES = (AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
 OUTPUTS = ("numpy", "torch")
+RENDER_FPS = 2  # frames (steps) per second of a video of an episode
 
 
 def _train_effect(ctx: Context, state, env_ids: torch.Tensor, family: int) -> None:
@@ -89,7 +91,8 @@ EFFECTS = {
 class LLMRepairVectorEnv(VectorEnv):
     """{manual}"""
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": list(RENDERERS), "render_fps": RENDER_FPS}
+    ENV_ID = ENV_ID
 
     def __init__(self, num_envs: int = 1, preset: str | Preset = "tiny", faults: list[str] | None = None,
                  cost_weight: float = 0.002, crash_penalty: float = 1.0, cost_limit: float | None = None,
@@ -98,7 +101,7 @@ class LLMRepairVectorEnv(VectorEnv):
                  autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP, progress: bool = True,
                  instances: str = "train", bank: BankConfig | None = None, precision: str = "fp32",
                  output: str = "numpy", chunk_envs: int = 256, compile: bool = False,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, render_mode: str | None = None, suite: str | None = None) -> None:
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
@@ -117,6 +120,8 @@ class LLMRepairVectorEnv(VectorEnv):
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if not isinstance(chunk_envs, int) or chunk_envs < 1:
             raise ValueError(f"chunk_envs must be a positive int, got {chunk_envs!r}")
+        if render_mode is not None and render_mode not in RENDERERS:
+            raise ValueError(f"render_mode must be None or one of {list(RENDERERS)}, got {render_mode!r}")
         self.preset = get_preset(preset)
         self.device = _check_device(device)
         if self.device.type == "cpu":
@@ -132,24 +137,31 @@ class LLMRepairVectorEnv(VectorEnv):
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
         self.autoreset_mode = autoreset_mode
         self.instances, self.output = instances, output
+        self.render_mode = render_mode
+        self._traces: list[Trace | None] = [None] * num_envs  # recorded only with a render_mode
 
         dyn = dynamics or DynamicsConfig()
         zoo = load_zoo(self.preset, seed=zoo_seed, cache_dir=cache_dir, device=self.device, progress=progress)
-        suite = TaskSuite(self.preset.tasks, self.device)
-        eval_ids = {f: suite.split_ids[f]["val"][:dyn.eval_size] for f in FAMILIES}
+        task_suite = TaskSuite(self.preset.tasks, self.device)
+        eval_ids = {f: task_suite.split_ids[f]["val"][:dyn.eval_size] for f in FAMILIES}
         if min(ids.numel() for ids in eval_ids.values()) < dyn.eval_size:
             raise ValueError(f"eval_size {dyn.eval_size} exceeds a validation split")
-        trusted_ids = {f: suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
+        trusted_ids = {f: task_suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
         if min(ids.numel() for ids in trusted_ids.values()) < dyn.trusted_size:
             raise ValueError(f"trusted_size {dyn.trusted_size} exceeds a training split")
-        self.ctx = Context(self.preset, suite, zoo.flat, zoo.fact_tables, dyn, eval_ids, trusted_ids, chunk_envs,
+        self.ctx = Context(self.preset, task_suite, zoo.flat, zoo.fact_tables, dyn, eval_ids, trusted_ids, chunk_envs,
                            bool(compile))
         self._zoo_accuracy = validation_accuracy(self.ctx, zoo.flat, zoo.fact_tables)  # healthy, per zoo model
         self.bank: InstanceBank | None = None
         if instances != "live":
             self.bank = load_bank(self.ctx, bank or BankConfig(), instances, zoo_hash(self.preset, zoo_seed),
                                   cache_dir, progress)
+            if suite is not None:
+                self.bank = self._suite_bank(suite)
             self.bank.check_faults(self.allowed_faults)
+        elif suite is not None:
+            raise ValueError("suite= draws from an instance bank: make the env with instances='train' or 'test'")
+        self.suite = suite
         self.group_names = group_names(self.preset.model)
         self.actions: tuple[Action, ...] = build_actions(self.preset, dyn)
         self.features = build_features(self.group_names)
@@ -180,8 +192,20 @@ class LLMRepairVectorEnv(VectorEnv):
                               bank=dataclasses.asdict(bank or BankConfig()) if instances != "live" else None,
                               faults=[FAULT_NAMES[i] for i in self.allowed_faults], cost_weight=cost_weight,
                               crash_penalty=crash_penalty, cost_limit=cost_limit,
-                              max_episode_steps=max_episode_steps, precision=precision,
+                              max_episode_steps=max_episode_steps, precision=precision, suite=suite,
                               autoreset_mode=autoreset_mode.value)}
+
+    def _suite_bank(self, name: str) -> InstanceBank:
+        """The bank with draws limited to suite ``name``'s instances of this env's split, after checking that
+        the suite is this env's and that the bank holds the instances the suite lists."""
+        from llm_repair_gym.suites import check_bank, load_suite
+
+        suite = load_suite(name)
+        if suite.env_id != self.ENV_ID or suite.env_kwargs.get("preset", "tiny") != self.preset.name:
+            raise ValueError(f"suite {name} is for {suite.env_id} with {suite.env_kwargs}, not {self.ENV_ID} with "
+                             f"preset {self.preset.name!r}")
+        check_bank(suite, self.instances, self)
+        return self.bank.restricted(suite.instance_ids(self.instances))
 
     # --- state: save, restore, fork -------------------------------------------------------------------
 
@@ -219,6 +243,8 @@ class LLMRepairVectorEnv(VectorEnv):
         self.state.load_tensors({k: v.to(self.device) for k, v in tensors.items()})  # checks all, then copies
         self._obs = obs.to(self.device, self._obs.dtype).clone()
         self._started, self._steps, self._needs_reset, self._np_random = started, steps, needs_reset, generator
+        if self.render_mode is not None and started:  # the history before the state is not part of it
+            self._record(np.ones(self.num_envs, dtype=bool), origin="restored")
 
     def fork(self) -> LLMRepairVectorEnv:
         """An independent copy of this env in its current state: stepped with the same actions, it gives the
@@ -229,6 +255,7 @@ class LLMRepairVectorEnv(VectorEnv):
         other._obs = self._obs.clone()
         other._steps, other._needs_reset = self._steps.copy(), self._needs_reset.copy()
         other._np_random = copy.deepcopy(self._np_random)
+        other._traces = copy.deepcopy(self._traces)
         for name in ("observation_space", "action_space", "single_observation_space", "single_action_space"):
             setattr(other, name, copy.deepcopy(getattr(self, name)))
         return other
@@ -284,6 +311,8 @@ class LLMRepairVectorEnv(VectorEnv):
         self._started = True
         self._needs_reset[mask] = False
         self._steps[mask] = 0
+        if self.render_mode is not None:
+            self._record(mask)
         if self.output == "torch":
             return self._obs.clone(), with_masks(info, mask)
         host = _Unpacker(torch.cat([self._obs.double(), *_columns_2d(info)], 1).cpu().numpy())
@@ -386,6 +415,8 @@ class LLMRepairVectorEnv(VectorEnv):
             elif self.autoreset_mode != AutoresetMode.SAME_STEP:
                 self._needs_reset |= done
             self._obs = obs
+        if self.render_mode is not None:  # an autoreset env's state is its new episode's start
+            self._record(done & (self.autoreset_mode == AutoresetMode.SAME_STEP), a, reward, cost)
         return self._emit(obs, reward, terminated, truncated, info, final, done)
 
     def _advance(self, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -472,6 +503,38 @@ class LLMRepairVectorEnv(VectorEnv):
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor.to(self.device)
+
+    # --- render ---------------------------------------------------------------------------------------
+
+    def render(self) -> tuple[str | np.ndarray, ...] | None:
+        """One frame per env of its episode so far: a string (``render_mode="ansi"``) or an ``uint8`` image
+        ``[H, W, 3]`` of fixed size (``"rgb_array"``); see :class:`llm_repair_gym.trace.Trace`."""
+        self._check_open()
+        if self.render_mode is None:
+            gym.logger.warn(f"render() without a render_mode does nothing: make the env with render_mode in "
+                            f"{list(RENDERERS)}")
+            return None
+        if not self._started:
+            raise ValueError("call reset() before render()")
+        return tuple(RENDERERS[self.render_mode](trace) for trace in self._traces)
+
+    def _record(self, fresh: np.ndarray, actions: np.ndarray | None = None, reward: torch.Tensor | None = None,
+                cost: torch.Tensor | None = None, origin: str = "reset") -> None:
+        """Start a fresh trace (from ``origin``) for the envs in ``fresh`` and append the step of ``actions`` to
+        the others' traces, from the envs' current state in one copy to the host. Only with a render_mode."""
+        s, zero = self.state, torch.zeros(self.num_envs, device=self.device)
+        reward, cost = zero if reward is None else reward, zero if cost is None else cost
+        host = torch.cat([self._obs.double(), s.accuracy.double(), reward.double()[:, None],
+                          cost.double()[:, None], s.instance.double()[:, None]], 1).cpu().numpy()
+        n = len(self.feature_names)
+        for i in np.flatnonzero(fresh if actions is None else np.ones_like(fresh)):
+            row = host[i]
+            if fresh[i]:  # an autoreset env's reward and cost are its last episode's: the start has none
+                self._traces[i] = Trace(int(row[-1]), self.max_episode_steps, origin)
+            action, reward, cost = (None, 0.0, 0.0) if fresh[i] else \
+                (self.action_names[actions[i]], float(row[-3]), float(row[-2]))
+            self._traces[i].steps.append(TraceStep(action, dict(zip(FAMILIES, row[n:n + len(FAMILIES)].tolist())),
+                                                   cost, reward, dict(zip(self.feature_names, row[:n].tolist()))))
 
     # --- observation and info ------------------------------------------------------------------------
 
@@ -587,14 +650,16 @@ def _columns_2d(info: dict) -> list[torch.Tensor]:
 class LLMRepairEnv(gym.Env):
     """{manual}"""
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": list(RENDERERS), "render_fps": RENDER_FPS}
     vector_class: type[LLMRepairVectorEnv] = LLMRepairVectorEnv  # the implementation, run with N = 1
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
         if "num_envs" in kwargs or "autoreset_mode" in kwargs or "output" in kwargs:
             raise ValueError(f"{type(self).__name__} is one env with numpy outputs: use gym.make_vec for num_envs, "
                              "autoreset_mode and output")
-        self.vector = self.vector_class(num_envs=1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
+        self.vector = self.vector_class(num_envs=1, autoreset_mode=AutoresetMode.DISABLED, render_mode=render_mode,
+                                        **kwargs)
+        self.render_mode = render_mode
         self.observation_space = self.vector.single_observation_space
         self.action_space = self.vector.single_action_space
         self.action_names = self.vector.action_names
@@ -616,6 +681,11 @@ class LLMRepairEnv(gym.Env):
             raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
         obs, reward, terminated, truncated, info = self.vector.step(np.array([int(action)]))
         return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), unbatch(info, 0)
+
+    def render(self) -> str | np.ndarray | None:
+        """The episode so far, as text or an image; see :meth:`LLMRepairVectorEnv.render`."""
+        frames = self.vector.render()
+        return None if frames is None else frames[0]
 
     def get_state(self) -> EnvState:
         """A copy of everything that determines the env's future; see :meth:`LLMRepairVectorEnv.get_state`."""
@@ -720,7 +790,9 @@ def _manual(**overrides: str) -> str:
     (256: model work runs on at most this many envs at a time, bounding activation memory), `compile` (False:
     True runs the training and measurement as `torch.compile` graphs; the first steps then compile for up
     to a minute, and on 2 CPU cores a step gains about 10%), `num_threads` (None: torch's threads are left
-    alone in the main process and set to one in a multiprocessing worker; an int sets them). The vector env
+    alone in the main process and set to one in a multiprocessing worker; an int sets them), `render_mode`
+    (None, "ansi" or "rgb_array"; see Rendering), `suite` (None; a suite name such as "LLMRepair-Suite-v0":
+    resets draw only that suite's instances of the env's split, see `llm_repair_gym.suites`). The vector env
     also takes `num_envs` and `autoreset_mode` (SAME_STEP or DISABLED).""",
         "State": """\
     `get_state()` returns an `EnvState` (every tensor, counter and generator that decides what comes next);
@@ -728,6 +800,16 @@ def _manual(**overrides: str) -> str:
     trajectory-changing setting; `fork()` returns an independent copy in the current state. `state.save(path)`
     writes one checksummed safetensors file, `EnvState.load(path)` reads it back in any process. A fork, or a
     restored state, stepped with the same actions gives the same observations, rewards and infos.""",
+        "Rendering": f"""\
+    `render_mode="ansi"`: `render()` returns the episode so far as text, one line per step (step, action,
+    per-family accuracy, the step's cost and reward), the first line its start (instance and accuracy; the
+    fault is privileged and not shown). `render_mode="rgb_array"`: a `uint8` image `[480, 640, 3]` of the same
+    trace (per-family accuracy and cumulative cost over the steps, action names along the x axis), the same
+    size for every frame, so `gymnasium.wrappers.RecordVideo` (needs moviepy) records episodes at
+    `render_fps` ({RENDER_FPS}) and `gym.make(..., render_mode="human")` shows them through `HumanRendering`
+    (needs pygame). The vector env returns one frame per env. Only an env made with a `render_mode` records
+    the trace (one copy to the host per step); an autoreset or a reset env starts a fresh one, and
+    `set_state` starts it at the restored state.""",
         "Info": """\
     `accuracy`, `healthy_accuracy` (per family), `score`, `fault` (`type`, `target`, `severity`; hidden
     from the observation, for analysis and privileged baselines), `instance` (the bank instance, -1 when

@@ -1,0 +1,223 @@
+"""Suites: frozen, versioned lists of the instances agents train on and are ranked on.
+
+A suite is to LLMRepair what Procgen's fixed level sets are to Procgen: a ``train`` split of instance-bank
+instances that training may draw from, and a ``test`` split that leaderboards rank on, holding
+*combinations* training never meets. ``LLMRepair-Suite-v0`` holds out a whole zoo model: its train split is
+every train-bank instance of zoo models 0-6, its test split every test-bank instance of zoo model 7, so a
+ranked agent repairs a model it never saw, from faults injected with seeds it never saw, in episodes seeded
+from seeds training never draws (``held_out_seeds``).
+
+Train on a suite with ``gym.make_vec("LLMRepair-v0", num_envs=N, suite="LLMRepair-Suite-v0")``: resets then
+draw only the suite's train instances. The file ``data/suites/<name>.json`` lists every instance with its
+zoo model, fault type, target and severity, the suite's version, and a content hash (sha256 of the file's
+canonical JSON without the hash): :func:`load_suite` refuses a file whose hash does not match, and an env
+made with ``suite=`` refuses an instance bank whose instances differ from the ones listed (another bank
+config, or a machine whose floating point built other instances). Changing a suite means a new version.
+
+Maintainers freeze a suite from its spec (:data:`SUITE_SPECS`) with
+``python -m llm_repair_gym.suites freeze LLMRepair-Suite-v0``; ``python -m llm_repair_gym.suites show NAME``
+prints what a suite holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from llm_repair_gym.evaluation import held_out_seeds
+
+SUITE_DIR = Path(__file__).parent / "data" / "suites"
+SUITE_FORMAT = 1
+SEVERITY_TOLERANCE = 1e-5  # a bank instance matches the suite's entry when its severity is this close
+
+SUITE_SPECS: dict[str, dict] = {
+    "LLMRepair-Suite-v0": {
+        "version": 0,
+        "env_id": "LLMRepair-v0",
+        "env_kwargs": {"preset": "tiny"},
+        "held_out": {"zoo_model": [7]},
+        "description": "train: train-bank instances of zoo models 0-6; test: test-bank instances of zoo model 7",
+    },
+}
+"""How each suite is cut from its env's instance bank: the zoo models whose instances only the test split
+holds."""
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    """One instance of a suite split: its bank instance id and what was injected into which zoo model."""
+
+    index: int  # position in the split
+    instance: int  # bank instance id within the split
+    zoo_model: int
+    fault: str
+    target: str | None
+    severity: float
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A frozen suite (see the module docstring); build it with :func:`load_suite`."""
+
+    name: str
+    version: int
+    env_id: str
+    env_kwargs: dict
+    held_out: dict
+    description: str
+    splits: dict[str, tuple[SuiteEntry, ...]]
+    content_hash: str
+
+    def entries(self, split: str) -> tuple[SuiteEntry, ...]:
+        if split not in self.splits:
+            raise ValueError(f"{self.name} has splits {sorted(self.splits)}, not {split!r}")
+        return self.splits[split]
+
+    def instance_ids(self, split: str) -> list[int]:
+        return [e.instance for e in self.entries(split)]
+
+    def episode_seeds(self, split: str, run_seed: int) -> list[int]:
+        """The episode seed of every entry of ``split`` in run ``run_seed`` (seeds training never draws)."""
+        return held_out_seeds(run_seed, len(self.entries(split)))
+
+    def make_kwargs(self, split: str) -> dict:
+        """Constructor kwargs of an env whose resets draw from this suite's ``split``."""
+        self.entries(split)
+        return {**self.env_kwargs, "instances": split, "suite": self.name}
+
+    def summary(self) -> str:
+        lines = [f"{self.name} (version {self.version}, {self.env_id}, hash {self.content_hash[:16]}): "
+                 f"{self.description}"]
+        for split, entries in self.splits.items():
+            faults = collections.Counter(e.fault for e in entries)
+            models = sorted({e.zoo_model for e in entries})
+            lines.append(f"  {split}: {len(entries)} instances, zoo models {models}, "
+                         f"faults {dict(sorted(faults.items()))}")
+        return "\n".join(lines)
+
+
+def suite_names() -> list[str]:
+    return sorted(SUITE_SPECS)
+
+
+def content_hash(payload: dict) -> str:
+    """sha256 of a suite's canonical JSON, its ``content_hash`` field left out."""
+    body = {k: v for k, v in payload.items() if k != "content_hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def suite_path(name: str) -> Path:
+    if name not in SUITE_SPECS:
+        raise ValueError(f"unknown suite {name!r}; known: {suite_names()}")
+    return SUITE_DIR / f"{name}.json"
+
+
+_LOADED: dict[str, Suite] = {}
+
+
+def load_suite(name: str) -> Suite:
+    """The frozen suite ``name``, its content hash checked."""
+    if name in _LOADED:
+        return _LOADED[name]
+    path = suite_path(name)
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"suite file {path} is unreadable: {err}") from err
+    if payload.get("content_hash") != content_hash(payload):
+        raise ValueError(f"suite file {path} does not match its content hash: it was edited after freezing "
+                         "(a changed suite needs a new version)")
+    if payload.get("format") != SUITE_FORMAT or payload.get("name") != name:
+        raise ValueError(f"suite file {path} is format {payload.get('format')} of {payload.get('name')!r}; "
+                         f"expected format {SUITE_FORMAT} of {name!r}")
+    splits = {split: tuple(SuiteEntry(**e) for e in entries) for split, entries in payload["splits"].items()}
+    suite = Suite(name=name, version=payload["version"], env_id=payload["env_id"], env_kwargs=payload["env_kwargs"],
+                  held_out=payload["held_out"], description=payload["description"], splits=splits,
+                  content_hash=payload["content_hash"])
+    _LOADED[name] = suite
+    return suite
+
+
+def bank_entries(env, split: str, held_out: dict) -> list[SuiteEntry]:
+    """The entries of ``split`` cut from ``env``'s bank of that split: on ``test`` the held-out zoo models'
+    instances, on ``train`` every other instance."""
+    bank = env.bank
+    keep_held_out = split == "test"
+    entries = []
+    for k in range(bank.size):
+        model = int(bank.tensors["zoo_model"][k])
+        if (model in held_out["zoo_model"]) != keep_held_out:
+            continue
+        entries.append(SuiteEntry(index=len(entries), instance=k, **_describe(env, k)))
+    return entries
+
+
+def check_bank(suite: Suite, split: str, env) -> None:
+    """Refuse ``env``'s bank when an instance of ``split`` differs from the suite's entry for it."""
+    bank = env.bank
+    bad = []
+    for e in suite.entries(split):
+        if e.instance >= bank.size:
+            bad.append(f"instance {e.instance} is beyond the bank's {bank.size}")
+            continue
+        found = _describe(env, e.instance)
+        expected = {k: getattr(e, k) for k in found}
+        if {k: v for k, v in found.items() if k != "severity"} != {k: v for k, v in expected.items()
+                                                                   if k != "severity"} or \
+                abs(found["severity"] - e.severity) > SEVERITY_TOLERANCE:
+            bad.append(f"instance {e.instance}: suite {expected}, bank {found}")
+    if bad:
+        raise ValueError(f"this machine's {split} instance bank differs from the one {suite.name} was frozen with "
+                         f"({len(bad)} instances; first: {bad[0]}); its episodes cannot be reproduced here")
+
+
+def _describe(env, k: int) -> dict:
+    from llm_repair_gym.faults import FAULT_NAMES, target_names
+
+    t = env.bank.tensors
+    kind, target = int(t["fault_type"][k]), int(t["fault_target"][k])
+    name = target_names(env.preset.model.n_layer)[kind, target + 1]
+    return {"zoo_model": int(t["zoo_model"][k]), "fault": FAULT_NAMES[kind],
+            "target": None if name is None else str(name), "severity": round(float(t["fault_severity"][k]), 7)}
+
+
+def freeze_suite(name: str) -> Path:
+    """Cut suite ``name`` from its env's banks (built or loaded from the cache) and write its file."""
+    import gymnasium as gym
+
+    import llm_repair_gym  # noqa: F401  (registers the ids)
+
+    spec = SUITE_SPECS[name]
+    splits = {}
+    for split in ("train", "test"):
+        env = gym.make_vec(spec["env_id"], num_envs=1, instances=split, **spec["env_kwargs"]).unwrapped
+        try:
+            splits[split] = [asdict(e) for e in bank_entries(env, split, spec["held_out"])]
+        finally:
+            env.close()
+    payload = {"format": SUITE_FORMAT, "name": name, **spec, "splits": splits}
+    payload["content_hash"] = content_hash(payload)
+    path = suite_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    _LOADED.pop(name, None)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Freeze or show an evaluation suite.")
+    parser.add_argument("command", choices=("freeze", "show"))
+    parser.add_argument("name", choices=suite_names())
+    args = parser.parse_args(argv)
+    if args.command == "freeze":
+        print(f"wrote {freeze_suite(args.name)}")
+    print(load_suite(args.name).summary())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
