@@ -23,7 +23,7 @@ import numpy as np
 from agents.dqn import DQNAgent
 
 POLICY_FILE = "policy.json"
-KINDS = ("dqn", "sb3")
+KINDS = ("dqn", "sb3", "tabular_q")
 
 
 class CheckpointPolicy:
@@ -63,8 +63,9 @@ def save_checkpoint(agent: DQNAgent, folder: str | Path, env_id: str, feature_na
 
 
 def load_policy(folder: str | Path, device: str | None = None):
-    """The policy saved in ``folder`` by :func:`save_checkpoint` (our DQN) or by
-    ``agents.sb3_baselines.save_policy`` (a Stable-Baselines3 model)."""
+    """The policy saved in ``folder`` by :func:`save_checkpoint` (our DQN), by ``scripts/train_tabular_q.py``
+    (tabular Q: ``agent.npz`` and the observation's bins) or by ``agents.sb3_baselines.save_policy`` (a
+    Stable-Baselines3 model)."""
     folder = Path(folder)
     try:
         meta = json.loads((folder / POLICY_FILE).read_text())
@@ -72,8 +73,21 @@ def load_policy(folder: str | Path, device: str | None = None):
         raise ValueError(f"{folder} holds no readable {POLICY_FILE}: {err}") from err
     if not isinstance(meta, dict) or meta.get("kind") not in KINDS or not isinstance(meta.get("feature_names"), list):
         raise ValueError(f"{folder / POLICY_FILE} is not a policy description (kind one of {KINDS}, feature_names)")
+    if meta["kind"] == "tabular_q":
+        return _tabular_policy(folder, meta)
     if meta["kind"] == "sb3":
         from agents.sb3_baselines import load_sb3_policy  # needs the optional stable-baselines3
 
         return load_sb3_policy(folder, meta, device=device)
     return CheckpointPolicy(DQNAgent.load(folder / "agent.pt", device=device), meta)
+
+
+def _tabular_policy(folder: Path, meta: dict):
+    """Tabular Q's greedy policy on the observation cut into the bins it was trained with."""
+    from agents.tabular_q import TabularQAgent
+    from llm_repair_gym.evaluation import GreedyPolicy
+    from llm_repair_gym.wrappers import Discretizer
+
+    agent = TabularQAgent.load(folder / "agent.npz")
+    discretizer = Discretizer(meta["feature_names"], meta["bins"])
+    return GreedyPolicy(lambda obs: agent.act(discretizer(np.asarray(obs)), greedy=True))

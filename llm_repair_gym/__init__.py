@@ -11,7 +11,7 @@ from gymnasium.envs.registration import register, registry
 
 from llm_repair_gym.threads import install_fork_handler
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 ENVS = {"LLMRepair-v0": "repair:LLMRepair", "LLMMetaRepair-v0": "meta_repair:LLMMetaRepair"}
 """Registered id -> ``<module in llm_repair_gym.envs>:<class prefix>`` of its single (``Env``) and vector

@@ -2,13 +2,18 @@
 
 Commands
 --------
-``zoo``  build (or load from the cache) a preset's healthy model zoo and print its accuracy report.
+``zoo``          build (or load from the cache) a preset's healthy model zoo and print its accuracy report.
+``run``          train or load agents and play them on a suite split; one results line per episode.
+``leaderboard``  rank the agents of results files (rliable statistics); Markdown, JSON, HTML and plots.
+``verify``       replay every episode of a results file and refuse it if anything differs.
+``explain``      replay one episode of a results file step by step: a JSON trace and a figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from llm_repair_gym.presets import PRESETS
 
@@ -23,6 +28,58 @@ def _zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from llm_repair_gym.runner import AGENTS, plan_jobs, run_jobs
+
+    agents = list(AGENTS) if args.agents == ["all"] else args.agents
+    todo, done = plan_jobs(agents, args.seeds, args.suite, args.split, args.out_dir, rerun=args.rerun,
+                           total_steps=args.total_steps, train_envs=args.num_envs, limit=args.limit)
+    print(f"{len(todo)} jobs to run, {len(done)} already done (results in {args.out_dir}/episodes)")
+    run_jobs(todo, workers=args.workers, ray_address=args.ray)
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from llm_repair_gym.leaderboard import write_leaderboard
+
+    write_leaderboard(args.results, args.out_dir, seed=args.seed)
+    print((args.out_dir / "leaderboard.md").read_text())
+    print(f"wrote leaderboard.md, leaderboard.json, leaderboard.html and the plots to {args.out_dir}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from llm_repair_gym.verify import verify_results
+
+    report = verify_results(args.results, num_envs=args.num_envs)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from llm_repair_gym.explain import explain_episode
+    from llm_repair_gym.results import read_results
+    from llm_repair_gym.suites import load_suite
+
+    records = read_results(args.results)
+    if not 0 <= args.episode < len(records):
+        raise SystemExit(f"--episode must lie in [0, {len(records)}): {args.results} holds {len(records)} episodes")
+    r = records[args.episode]
+    suite = load_suite(r["suite"])
+    trace = explain_episode(r["env_id"], suite.make_kwargs(r["split"]), r["episode_seed"], r["instance"],
+                            r["actions"], args.out_dir)
+    print(f"{r['agent']} seed {r['seed']} entry {r['index']} ({r['fault']}): return {trace['return']:.4f} "
+          f"(recorded {r['return']:.4f}); wrote trace.json and trace.png to {args.out_dir}")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-repair-gym", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -33,12 +90,54 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--cache-dir", default=None, help="zoo cache root (default: $LLM_REPAIR_GYM_CACHE or user cache)")
     zoo.add_argument("--rebuild", action="store_true", help="train afresh even if a valid cache exists")
     zoo.set_defaults(run=_zoo)
+
+    from llm_repair_gym.runner import AGENTS
+    from llm_repair_gym.suites import suite_names
+
+    run = commands.add_parser("run", help="train or load agents and play them on a suite split")
+    run.add_argument("--agents", nargs="+", default=["all"], choices=["all", *AGENTS], metavar="AGENT",
+                     help=f"'all' or some of {', '.join(AGENTS)}")
+    run.add_argument("--suite", default=suite_names()[0], choices=suite_names())
+    run.add_argument("--split", default="test", choices=("train", "test"))
+    run.add_argument("--seeds", type=_positive, default=10, help="runs per agent: seeds 1..SEEDS")
+    run.add_argument("--total-steps", type=_positive, default=4_000, help="training env steps of trained agents")
+    run.add_argument("--num-envs", type=_positive, default=16, help="envs of the trained agents' training")
+    run.add_argument("--workers", type=_positive, default=2, help="local worker processes")
+    run.add_argument("--ray", default=None, metavar="ADDRESS", help="run the jobs on this Ray cluster ('local': "
+                     "start one here) instead of local workers")
+    run.add_argument("--limit", type=_positive, default=None, help="play only the split's first LIMIT entries")
+    run.add_argument("--rerun", action="store_true", help="play jobs again even where their results exist")
+    run.add_argument("--out-dir", type=Path, default=Path("results/leaderboard"))
+    run.set_defaults(run=_run)
+
+    board = commands.add_parser("leaderboard", help="rank the agents of results files")
+    board.add_argument("results", nargs="+", type=Path, help="results files or folders of them")
+    board.add_argument("--out-dir", type=Path, default=Path("results/leaderboard"))
+    board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    board.set_defaults(run=_leaderboard)
+
+    verify = commands.add_parser("verify", help="replay a results file and refuse it if anything differs")
+    verify.add_argument("results", nargs="+", type=Path, help="results files or folders of them")
+    verify.add_argument("--num-envs", type=_positive, default=8, help="envs replaying at once")
+    verify.set_defaults(run=_verify)
+
+    explain = commands.add_parser("explain", help="replay one episode step by step: trace.json and trace.png")
+    explain.add_argument("results", type=Path, help="a results file")
+    explain.add_argument("--episode", type=int, default=0, help="line of the episode (from 0)")
+    explain.add_argument("--out-dir", type=Path, default=Path("results/explain"))
+    explain.set_defaults(run=_explain)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    if args.command == "run":
+        args.seeds = list(range(1, args.seeds + 1))
+    try:
+        return args.run(args)
+    except ValueError as err:  # bad input (a results file, a suite, an agent): say what, no traceback
+        print(f"llm-repair-gym {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class EpisodeRecord:
     episode_return: float
     steps: int
     episode_cost: float
+    flops: float  # the episode's FLOPs
     crashed: bool
     healthy_accuracy: dict[str, float]
     reset_accuracy: dict[str, float]
@@ -122,7 +123,8 @@ def run_episodes(env, policy: VectorPolicy, seeds: Sequence[int], progress: bool
             if slots[i] is not None:
                 records.append(EpisodeRecord(
                     seed=int(slots[i][0]), episode_return=float(returns[i]), steps=len(actions[i]),
-                    episode_cost=float(info["episode_cost"][i]), crashed=bool(info["crashed"][i]),
+                    episode_cost=float(info["episode_cost"][i]), flops=float(info["episode_flops"][i]),
+                    crashed=bool(info["crashed"][i]),
                     final_accuracy={f: float(info["accuracy"][f][i]) for f in FAMILIES}, actions=actions[i],
                     **starts[i]))
                 bar.update(1)

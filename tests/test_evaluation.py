@@ -91,6 +91,8 @@ def test_training_scripts_save_and_evaluate_on_held_out_episodes(tiny_zoo, tmp_p
     assert [e["seed"] for e in written["episodes"]] == held_out_seeds(3, 2)
     if "--env-kwargs" in extra:
         assert summary["env_kwargs"] == {"init": "zoo", "cost_weight": 0.004}
+    meta = json.loads((tmp_path / "policy.json").read_text())  # every script leaves a loadable policy
+    assert load_policy(tmp_path).act(np.zeros((2, len(meta["feature_names"])), np.float32), {}).shape == (2,)
     if "--demonstrations" in extra:  # DQfD: the heuristic's steps come first, and the run is a loadable policy
         assert summary["agent"] == "dqfd" and summary["demonstrations"]["env_steps"] == 8
         assert summary["config"]["n_step"] == 3 and tuple(summary["config"]["hidden_sizes"]) == (16,)

@@ -1,0 +1,285 @@
+"""The leaderboard: per-instance normalized scores, rliable aggregates, and the table and plots that show them.
+
+    llm-repair-gym leaderboard results/leaderboard/episodes --out-dir results/leaderboard
+
+Scores. For suite entry ``i``, an episode's normalized score is ``(R - noop_i) / (oracle_i - noop_i)``, where
+``noop_i`` and ``oracle_i`` are the no-op's and the privileged oracle's mean returns on that entry over the
+results' runs: no-op = 0, oracle = 1, instance by instance. An entry where the oracle gains less than
+:data:`MIN_GAP` over the no-op (every ``none`` fault: the best repair of a healthy model is to stop) has no
+scale; it is left out of the normalized aggregates, listed in the output, and the table's ``none`` column
+shows the raw mean return there (0 is best).
+
+Aggregates over runs x entries, with rliable (Agarwal et al., 2021): the interquartile mean (IQM), the
+mean and the optimality gap (1 - score, clipped at 1, averaged), each with a 95% stratified-bootstrap
+interval over runs; the probability that an agent improves on the one ranked below it; performance profiles
+(the fraction of runs x entries scoring above each threshold). Agents are ranked by IQM.
+
+Outputs in ``--out-dir``: ``leaderboard.md`` (the table), ``leaderboard.json`` (every figure),
+``leaderboard.html`` (a static page with the table and the plots embedded, viewable offline; the page marks
+``<body data-images-loaded=K>`` once its K images have decoded, which ``tests/test_leaderboard.py`` checks in
+headless Chromium), and the plots as PNG: ``intervals.png``, ``profiles.png`` and, when the results
+directory has trained runs beside it (``<results>/../train/<agent>_seed<s>/train.csv``), ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+from llm_repair_gym.results import read_many
+from llm_repair_gym.runner import AGENTS, REFERENCES
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MIN_GAP = 0.02  # an entry whose oracle gains less than this over the no-op is not normalized
+REPS = 2000  # bootstrap resamples
+THRESHOLDS = np.linspace(-0.5, 1.25, 71)  # performance-profile thresholds
+METRICS = ("IQM", "mean", "optimality gap")
+
+
+def score_matrices(records: list[dict]) -> tuple[dict[str, np.ndarray], dict]:
+    """``({agent: scores [runs, entries]}, facts)``: normalized scores over the entries the references scale.
+
+    ``facts`` holds the suite, split, entries used and left out, and the per-agent raw figures. Every agent
+    must cover the same entries in each of its runs; records of several suites or splits are refused.
+    """
+    keys = {(r["suite"], r["suite_hash"], r["split"]) for r in records}
+    if len(keys) != 1:
+        raise ValueError(f"results mix suites or splits: {sorted(k[0::2] for k in keys)}; rank one at a time")
+    by_agent: dict[str, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        by_agent[r["agent"]][r["seed"]][r["index"]] = r
+    missing = [name for name in REFERENCES if name not in by_agent]
+    if missing:
+        raise ValueError(f"no results for {missing}: the normalization needs runs of {list(REFERENCES)}")
+    entries = sorted({i for runs in by_agent.values() for run in runs.values() for i in run})
+    for agent, runs in by_agent.items():
+        for seed, run in runs.items():
+            if sorted(run) != entries:
+                raise ValueError(f"{agent} seed {seed} covers {len(run)} of the {len(entries)} entries the results "
+                                 "hold; every run must play the same entries")
+    raw = {agent: np.array([[runs[s][i]["return"] for i in entries] for s in sorted(runs)]) for agent, runs in
+           by_agent.items()}
+    noop, oracle = raw["noop"].mean(0), raw["oracle"].mean(0)
+    scaled = oracle - noop >= MIN_GAP
+    scores = {agent: (x[:, scaled] - noop[scaled]) / (oracle[scaled] - noop[scaled]) for agent, x in raw.items()}
+    any_run = next(iter(by_agent["oracle"].values()))
+    faults = [any_run[i]["fault"] for i in entries]
+    suite, _, split = next(iter(keys))
+    facts = {"suite": suite, "suite_hash": next(iter(keys))[1], "split": split, "entries": len(entries),
+             "normalized_entries": int(scaled.sum()),
+             "unscaled_entries": [{"index": i, "fault": f} for i, f, s in zip(entries, faults, scaled) if not s],
+             "agents": {}}
+    normalized_faults = [f for f, s in zip(faults, scaled) if s]
+    for agent, runs in by_agent.items():
+        flat = [r for run in runs.values() for r in run.values()]
+        per_fault = {f: float(scores[agent][:, [k for k, g in enumerate(normalized_faults) if g == f]].mean())
+                     for f in sorted(set(normalized_faults))}
+        unscaled = [k for k, s in enumerate(scaled) if not s]
+        facts["agents"][agent] = {
+            "runs": len(runs), "episodes": len(flat), "mean_return": float(raw[agent].mean()),
+            "unscaled_mean_return": float(raw[agent][:, unscaled].mean()) if unscaled else None,
+            "mean_steps": float(np.mean([r["steps"] for r in flat])),
+            "mean_flops": float(np.mean([r["flops"] for r in flat])),
+            "mean_safety_cost": float(np.mean([r["safety_cost"] for r in flat])),
+            "crash_rate": float(np.mean([r["crashed"] for r in flat])),
+            "stop_rate": float(np.mean([r["actions"][-1] == "stop" for r in flat])),
+            "normalized_by_fault": per_fault, "config_hash": flat[0]["config_hash"],
+            "package_version": flat[0]["package_version"], "git_commit": flat[0]["git_commit"],
+            "description": AGENTS[agent].description if agent in AGENTS else flat[0]["agent_config"].get(
+                "description", ""),
+        }
+    return scores, facts
+
+
+def aggregate(scores: dict[str, np.ndarray], seed: int = 0) -> dict:
+    """IQM, mean and optimality gap with 95% stratified-bootstrap intervals, ranked by IQM, and the probability
+    of improvement of each agent over the next one down."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    def func(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x), metrics.aggregate_optimality_gap(x)])
+
+    points, intervals = rly.get_interval_estimates(scores, func, reps=REPS, random_state=np.random.RandomState(seed))
+    ranked = sorted(scores, key=lambda a: -points[a][0])
+    board = {a: {m: {"point": float(points[a][k]), "ci95": [float(intervals[a][0, k]), float(intervals[a][1, k])]}
+                 for k, m in enumerate(METRICS)} for a in ranked}
+    improvement = []
+    for upper, lower in zip(ranked, ranked[1:]):
+        if scores[upper].shape[1] != scores[lower].shape[1]:
+            continue
+        p, ci = rly.get_interval_estimates({"pair": (scores[upper], scores[lower])},
+                                           metrics.probability_of_improvement, reps=REPS // 4,
+                                           random_state=np.random.RandomState(seed))
+        low, high = np.ravel(ci["pair"])
+        improvement.append({"agent": upper, "over": lower, "probability": float(np.ravel(p["pair"])[0]),
+                            "ci95": [float(low), float(high)]})
+    return {"ranking": ranked, "metrics": board, "probability_of_improvement": improvement}
+
+
+def write_leaderboard(paths: list[str | Path], out_dir: str | Path, seed: int = 0) -> dict:
+    """Read results, rank the agents, write ``leaderboard.{md,json,html}`` and the plots; return the JSON."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scores, facts = score_matrices(read_many(paths))
+    with warnings.catch_warnings():  # arch, under rliable, announces its RandomState deprecation on every call
+        warnings.simplefilter("ignore", FutureWarning)
+        stats = aggregate(scores, seed)
+        profiles = _plot_profiles(scores, stats["ranking"], out_dir / "profiles.png", seed)
+    board = {**facts, **stats, "min_gap": MIN_GAP, "bootstrap_reps": REPS}
+    images = {"intervals.png": _plot_intervals(stats, out_dir / "intervals.png"),
+              "profiles.png": profiles}
+    curves = _plot_curves(paths, stats["ranking"], out_dir / "curves.png")
+    if curves:
+        images["curves.png"] = curves
+    board["plots"] = list(images)
+    (out_dir / "leaderboard.json").write_text(json.dumps(board, indent=1) + "\n")
+    table = markdown_table(board)
+    (out_dir / "leaderboard.md").write_text(table + "\n")
+    (out_dir / "leaderboard.html").write_text(_html(board, images))
+    return board
+
+
+def markdown_table(board: dict) -> str:
+    """The ranked table: aggregates with intervals, raw return, none-fault return, steps, FLOPs, safety."""
+    lines = [f"{board['suite']}, split `{board['split']}`: {board['entries']} entries "
+             f"({board['normalized_entries']} normalized; no-op = 0, oracle = 1 per entry), runs per agent as "
+             "listed. IQM, mean and optimality gap over runs x entries with 95% stratified-bootstrap intervals "
+             "(rliable).", "",
+             "| rank | agent | runs | IQM | mean | optimality gap | P(better than next) | return | none | steps "
+             "| GFLOPs | safety cost | stops |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    improvement = {p["agent"]: p for p in board["probability_of_improvement"]}
+    for rank, agent in enumerate(board["ranking"], start=1):
+        m, a = board["metrics"][agent], board["agents"][agent]
+        cells = [f"{m[k]['point']:.2f} [{m[k]['ci95'][0]:.2f}, {m[k]['ci95'][1]:.2f}]" for k in METRICS]
+        poi = improvement.get(agent)
+        none = "-" if a["unscaled_mean_return"] is None else f"{a['unscaled_mean_return']:.3f}"
+        lines.append(f"| {rank} | {agent} | {a['runs']} | " + " | ".join(cells) + " | "
+                     + (f"{poi['probability']:.2f} [{poi['ci95'][0]:.2f}, {poi['ci95'][1]:.2f}]" if poi else "-")
+                     + f" | {a['mean_return']:.3f} | {none} | {a['mean_steps']:.1f} | {a['mean_flops'] / 1e9:.2f} | "
+                     f"{a['mean_safety_cost']:.3f} | {a['stop_rate']:.2f} |")
+    return "\n".join(lines)
+
+
+def _plot_intervals(stats: dict, path: Path) -> Path:
+    ranked = stats["ranking"]
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 0.45 * len(ranked) + 1.2), sharey=True)
+    for k, (ax, metric) in enumerate(zip(axes, METRICS)):
+        for row, agent in enumerate(ranked):
+            m = stats["metrics"][agent][metric]
+            ax.plot(m["ci95"], [row, row], color=f"C{row % 10}", linewidth=6, alpha=0.6)
+            ax.plot([m["point"]], [row], "k|", markersize=14)
+        ax.set_title(metric)
+        ax.set_yticks(range(len(ranked)), ranked if k == 0 else [])
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("normalized score")
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_profiles(scores: dict, ranked: list[str], path: Path, seed: int) -> Path:
+    from rliable import library as rly
+
+    np.random.seed(seed)  # create_performance_profile bootstraps from numpy's global generator
+    profiles, cis = rly.create_performance_profile({a: scores[a] for a in ranked}, THRESHOLDS, reps=REPS // 4)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for k, agent in enumerate(ranked):
+        ax.plot(THRESHOLDS, profiles[agent], label=agent, color=f"C{k % 10}")
+        ax.fill_between(THRESHOLDS, cis[agent][0], cis[agent][1], color=f"C{k % 10}", alpha=0.15)
+    ax.set_xlabel(r"normalized score $\tau$")
+    ax.set_ylabel(r"fraction of runs x entries with score > $\tau$")
+    ax.set_title("performance profiles (95% bootstrap bands)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_curves(paths: list[str | Path], ranked: list[str], path: Path, bin_steps: int = 500) -> Path | None:
+    """Mean training episode return per ``bin_steps`` env steps over seeds, for trained runs beside the results."""
+    logs = defaultdict(list)
+    for root in {Path(p).resolve().parent for p in paths if Path(p).is_dir()}:
+        for agent in ranked:
+            logs[agent] += sorted((root / "train").glob(f"{agent}_seed*/train.csv"))
+    logs = {a: files for a, files in logs.items() if files}
+    if not logs:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for k, (agent, files) in enumerate(logs.items()):
+        curves = []
+        for file in files:
+            rows = [line.split(",") for line in file.read_text().splitlines()[1:]]
+            points = np.array([(float(r[0]), float(r[2])) for r in rows if r[1] == "episodic_return"])
+            if len(points):
+                bins = (points[:, 0] // bin_steps).astype(int)
+                curves.append({b: points[bins == b, 1].mean() for b in np.unique(bins)})
+        steps = sorted({b for c in curves for b in c})
+        mean = [np.mean([c[b] for c in curves if b in c]) for b in steps]
+        ax.plot((np.array(steps) + 1) * bin_steps, mean, label=f"{agent} ({len(curves)} runs)", color=f"C{k % 10}")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("training env steps")
+    ax.set_ylabel(f"training episode return (mean per {bin_steps} steps)")
+    ax.set_title("learning curves of the trained agents")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _html(board: dict, images: dict[str, Path]) -> str:
+    agents = board["agents"]
+    head = ("rank", "agent", "runs", *METRICS, "return", "none", "steps", "GFLOPs", "safety cost", "description")
+    rows = []
+    for rank, agent in enumerate(board["ranking"], start=1):
+        m, a = board["metrics"][agent], agents[agent]
+        none = "-" if a["unscaled_mean_return"] is None else f"{a['unscaled_mean_return']:.3f}"
+        cells = [str(rank), agent, str(a["runs"]),
+                 *(f"{m[k]['point']:.2f} [{m[k]['ci95'][0]:.2f}, {m[k]['ci95'][1]:.2f}]" for k in METRICS),
+                 f"{a['mean_return']:.3f}", none, f"{a['mean_steps']:.1f}", f"{a['mean_flops'] / 1e9:.2f}",
+                 f"{a['mean_safety_cost']:.3f}", a["description"]]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    figures = "".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{html.escape(name)}</figcaption></figure>'
+        for name, path in images.items())
+    if "curves.png" not in images:
+        figures += "<p>No trained runs beside these results, so no learning curves.</p>"
+    title = f"{board['suite']} leaderboard ({board['split']} split)"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:nth-child(2),td:last-child{{text-align:left}}
+img{{max-width:100%}}</style></head>
+<body data-images-loaded="pending">
+<h1>{html.escape(title)}</h1>
+<p>{board['entries']} entries, {board['normalized_entries']} normalized (no-op = 0, oracle = 1 per entry);
+IQM, mean and optimality gap over runs x entries with 95% stratified-bootstrap intervals (rliable,
+{board['bootstrap_reps']} resamples). Suite hash {html.escape(board['suite_hash'][:16])}.</p>
+<table id="leaderboard"><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>
+<tbody>{''.join(rows)}</tbody></table>
+{figures}
+<script>
+window.addEventListener("load", function () {{
+  var images = Array.from(document.images);
+  var ok = images.filter(function (img) {{ return img.complete && img.naturalWidth > 0; }}).length;
+  document.body.setAttribute("data-images-loaded", ok + "/" + images.length);
+}});
+</script>
+</body></html>
+"""

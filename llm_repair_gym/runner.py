@@ -1,0 +1,258 @@
+"""One runner for every agent: train it (or load it), play it on a suite split, write one line per episode.
+
+    llm-repair-gym run --agents all --suite LLMRepair-Suite-v0 --split test --seeds 10
+
+A *job* is one agent and one run seed. A reference policy (no-op, random, the observation-only heuristic,
+the privileged oracle) is built directly; a trained agent is first trained by its script under
+``scripts/`` on the suite's train split only (``--env-kwargs suite=<name>``), then loaded with
+``agents.load_policy``; a carried agent is loaded from its checkpoint folder. The policy then plays every
+entry of the split (:class:`~llm_repair_gym.suites.Suite`), entry ``k`` of run ``s`` from the seed
+``suite.episode_seeds(split, s)[k]``, and the job writes ``<out>/episodes/<agent>/seed<s>.jsonl`` in the
+format of :mod:`llm_repair_gym.results` (atomically: a job is done or absent). Jobs whose file exists are
+skipped, so an interrupted run resumes where it stopped (``--rerun`` plays them again).
+
+Jobs run in ``--workers`` local processes (one torch thread each); ``--ray ADDRESS`` sends the same jobs to
+a Ray cluster instead (``pip install "llm-repair-gym[ray]"``; ``--ray local`` starts one on this machine).
+Every job is deterministic on the CPU: the same job gives the same file, wherever it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from llm_repair_gym.results import RESULTS_FORMAT, write_results
+from llm_repair_gym.suites import load_suite
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """How the runner gets an agent: ``reference`` (built from the env's names), ``trained`` (``script`` with
+    its flags trains it on the suite's train split) or ``checkpoint`` (a carried folder, relative to the
+    repository root)."""
+
+    kind: str
+    description: str
+    script: tuple[str, ...] = ()
+    checkpoint: str | None = None
+
+
+AGENTS: dict[str, AgentSpec] = {
+    "noop": AgentSpec("reference", "stops at once: the return of leaving the model as it is"),
+    "random": AgentSpec("reference", "uniformly random actions, seeded by the run seed"),
+    "heuristic": AgentSpec("reference", "a dozen if-then rules on the observation alone"),
+    "oracle": AgentSpec("reference", "the scripted repair for the fault it reads from info (privileged)"),
+    "tabular_q": AgentSpec("trained", "tabular Q-learning on the discretized observation",
+                           ("scripts/train_tabular_q.py",)),
+    "dqn": AgentSpec("trained", "our DQN", ("scripts/train_dqn.py",)),
+    "dqfd": AgentSpec("trained", "our DQN from the heuristic's demonstrations (DQfD)",
+                      ("scripts/train_dqn.py", "--demonstrations", "heuristic")),
+    "sb3_ppo": AgentSpec("trained", "Stable-Baselines3 PPO", ("scripts/train_sb3.py", "--algo", "ppo")),
+    "sb3_a2c": AgentSpec("trained", "Stable-Baselines3 A2C", ("scripts/train_sb3.py", "--algo", "a2c")),
+    "sb3_dqn": AgentSpec("trained", "Stable-Baselines3 DQN", ("scripts/train_sb3.py", "--algo", "dqn")),
+    "sb3_qrdqn": AgentSpec("trained", "sb3-contrib QR-DQN", ("scripts/train_sb3.py", "--algo", "qrdqn")),
+    "dqfd_carried": AgentSpec("checkpoint", "the carried DQfD agent (seed 1; trained on the whole train bank, "
+                              "before the suite existed, so it met zoo model 7)",
+                              checkpoint="agents/checkpoints/LLMRepair-v0/dqfd"),
+}
+"""Every agent the runner knows, by name."""
+
+REFERENCES = ("noop", "oracle")  # the normalization's ends: every leaderboard needs their runs
+
+
+@dataclass(frozen=True)
+class Job:
+    """One agent played over one suite split in one run."""
+
+    agent: str
+    seed: int
+    suite: str
+    split: str
+    out_dir: str
+    total_steps: int = 4_000
+    train_envs: int = 16
+    eval_envs: int = 8
+    limit: int | None = None  # play only the split's first entries (smoke tests)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.out_dir) / "episodes" / self.agent / f"seed{self.seed}.jsonl"
+
+    @property
+    def train_dir(self) -> Path:
+        return Path(self.out_dir) / "train" / f"{self.agent}_seed{self.seed}"
+
+
+def agent_config(job: Job) -> dict:
+    """What determines the agent a job plays (stored on every line; its hash names the configuration)."""
+    spec = AGENTS[job.agent]
+    config = {"kind": spec.kind, "description": spec.description}
+    if spec.kind == "trained":
+        config |= {"script": list(spec.script), "total_steps": job.total_steps, "num_envs": job.train_envs,
+                   "train_split": "train"}
+    if spec.kind == "checkpoint":
+        config |= {"checkpoint": spec.checkpoint,
+                   "sha256": _folder_digest(REPO_ROOT / spec.checkpoint)}
+    return config
+
+
+def config_hash(job: Job, suite_hash: str) -> str:
+    body = {"agent": job.agent, "config": agent_config(job), "suite": job.suite, "suite_hash": suite_hash,
+            "split": job.split}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_job(job: Job) -> str:
+    """Play ``job`` and write its results file; return the file's path. Runs in a worker (or Ray task)."""
+    import gymnasium as gym
+    import torch
+
+    import llm_repair_gym
+    from llm_repair_gym.evaluation import env_names, run_episodes
+
+    torch.set_num_threads(1)
+    suite = load_suite(job.suite)
+    entries = suite.entries(job.split)[:job.limit]
+    names = env_names(suite.env_id)
+    policy = _policy(job, suite, *names)
+    env = gym.make_vec(suite.env_id, num_envs=min(job.eval_envs, len(entries)), autoreset_mode="Disabled",
+                       progress=False, **suite.make_kwargs(job.split))
+    try:
+        seeds = suite.episode_seeds(job.split, job.seed)[:len(entries)]
+        records = run_episodes(env, policy, seeds, progress=False, instances=[e.instance for e in entries])
+    finally:
+        env.close()
+    by_seed = {r.seed: r for r in records}
+    common = {"format": RESULTS_FORMAT, "agent": job.agent, "agent_config": agent_config(job),
+              "config_hash": config_hash(job, suite.content_hash), "suite": suite.name,
+              "suite_version": suite.version, "suite_hash": suite.content_hash, "split": job.split,
+              "env_id": suite.env_id, "package_version": llm_repair_gym.__version__, "git_commit": git_commit(),
+              "threads": torch.get_num_threads(), "seed": job.seed}
+    lines = []
+    for entry, episode_seed in zip(entries, seeds):
+        r = by_seed[episode_seed]
+        lines.append({**common, "index": entry.index, "instance": entry.instance, "episode_seed": episode_seed,
+                      "fault": r.fault, "return": r.episode_return, "steps": r.steps,
+                      "final_accuracy": r.final_accuracy, "flops": r.flops, "safety_cost": r.episode_cost,
+                      "crashed": r.crashed, "actions": r.actions})
+    return str(write_results(job.path, lines))
+
+
+def _policy(job: Job, suite, action_names: list[str], feature_names: list[str]):
+    from agents import load_policy
+    from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
+    from agents.heuristic import HeuristicPolicy
+
+    spec = AGENTS[job.agent]
+    if spec.kind == "reference":
+        return {"noop": lambda: NoOpPolicy(action_names), "random": lambda: RandomPolicy(action_names, job.seed),
+                "heuristic": lambda: HeuristicPolicy(action_names, feature_names),
+                "oracle": lambda: OraclePolicy(action_names, feature_names)}[job.agent]()
+    if spec.kind == "checkpoint":
+        return load_policy(REPO_ROOT / spec.checkpoint)
+    if not (job.train_dir / "policy.json").exists():
+        _train(job, suite)
+    return load_policy(job.train_dir)
+
+
+def _train(job: Job, suite) -> None:
+    """Train a ``trained`` agent on the suite's train split with its script (one torch thread; the script's own
+    held-out check is cut to one episode, since the runner's play on the suite is what counts)."""
+    script = REPO_ROOT / AGENTS[job.agent].script[0]
+    if not script.exists():
+        raise FileNotFoundError(f"training {job.agent} needs {script} (a clone of the repository)")
+    command = [sys.executable, str(script), *AGENTS[job.agent].script[1:], "--env-id", suite.env_id,
+               "--seed", str(job.seed), "--num-envs", str(job.train_envs), "--total-steps", str(job.total_steps),
+               "--eval-episodes", "1", "--threads", "1", "--env-kwargs", f"suite={suite.name}",
+               "--out-dir", str(job.train_dir)]
+    job.train_dir.mkdir(parents=True, exist_ok=True)
+    log = job.train_dir / "train.log"
+    with log.open("w") as handle:
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"training {job.agent} seed {job.seed} failed (exit {done.returncode}); see {log}")
+
+
+def plan_jobs(agents: list[str], seeds: list[int], suite: str, split: str, out_dir: str | Path,
+              rerun: bool = False, **settings) -> tuple[list[Job], list[Job]]:
+    """``(to_run, done)``: a job per agent and seed; those whose results file exists are done unless ``rerun``."""
+    unknown = sorted(set(agents) - set(AGENTS))
+    if unknown:
+        raise ValueError(f"unknown agents {unknown}; known: {sorted(AGENTS)} (or 'all')")
+    load_suite(suite).entries(split)
+    jobs = [Job(agent, seed, suite, split, str(out_dir), **settings) for agent in agents for seed in seeds]
+    done = [] if rerun else [j for j in jobs if j.path.exists()]
+    return [j for j in jobs if j not in done], done
+
+
+def run_jobs(jobs: list[Job], workers: int = 2, ray_address: str | None = None, progress: bool = True) -> list[str]:
+    """Run ``jobs`` in local worker processes (spawned, so each starts clean) or on Ray; return the files."""
+    if not jobs:
+        return []
+    bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress)
+    paths: list[str] = []
+    try:
+        if ray_address is not None:
+            paths = _run_ray(jobs, ray_address, bar)
+        elif workers == 1:
+            for job in jobs:
+                paths.append(run_job(job))
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(run_job, job): job for job in jobs}
+                for future in as_completed(futures):
+                    paths.append(future.result())
+                    bar.set_postfix_str(f"{futures[future].agent} seed {futures[future].seed}")
+                    bar.update(1)
+    finally:
+        bar.close()
+    return sorted(paths)
+
+
+def _run_ray(jobs: list[Job], address: str, bar) -> list[str]:
+    try:
+        import ray
+    except ImportError as err:
+        raise RuntimeError('--ray needs Ray: pip install "llm-repair-gym[ray]"') from err
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    remote = ray.remote(num_cpus=1)(run_job)
+    pending = [remote.remote(job) for job in jobs]
+    paths = []
+    while pending:
+        finished, pending = ray.wait(pending, num_returns=1)
+        paths += ray.get(finished)
+        bar.update(len(finished))
+    return paths
+
+
+def git_commit() -> str | None:
+    """The commit of the repository the package runs from, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _folder_digest(folder: Path) -> str:
+    """sha256 over a folder's files (names and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+

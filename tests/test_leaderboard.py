@@ -1,0 +1,211 @@
+"""The leaderboard chain on the real tiny suite: suites, the runner, results files, verify, the ranked outputs."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from llm_repair_gym import suites
+from llm_repair_gym.cli import main
+from llm_repair_gym.leaderboard import score_matrices, write_leaderboard
+from llm_repair_gym.results import MAX_LINE_BYTES, read_many, read_results
+from llm_repair_gym.runner import plan_jobs, run_job, run_jobs
+from llm_repair_gym.verify import verify_results
+
+SUITE = "LLMRepair-Suite-v0"
+CARRIED = Path(__file__).resolve().parents[1] / "leaderboard"
+
+
+@pytest.fixture(scope="module")
+def results(tiny_zoo, tmp_path_factory):
+    """Two runs of the references and the heuristic over the test split's first 4 entries."""
+    out = tmp_path_factory.mktemp("run")
+    todo, done = plan_jobs(["noop", "heuristic", "oracle"], [1, 2], SUITE, "test", out, limit=4)
+    assert len(todo) == 6 and not done
+    run_jobs(todo, workers=1, progress=False)
+    return out
+
+
+def test_suite_is_frozen_hashed_and_holds_a_zoo_model_out():
+    suite = suites.load_suite(SUITE)
+    train_models = {e.zoo_model for e in suite.entries("train")}
+    test_models = {e.zoo_model for e in suite.entries("test")}
+    assert test_models == {7} and 7 not in train_models and len(train_models) == 7
+    assert {e.fault for e in suite.entries("test")} == {"none", "weight_noise", "label_noise", "fact_overwrite",
+                                                        "forgetting", "bad_hparams"}
+    assert suite.content_hash == suites.content_hash(json.loads(suites.suite_path(SUITE).read_text()))
+    assert suite.episode_seeds("test", 3)[:2] == [2**40 + 3 * 10**6, 2**40 + 3 * 10**6 + 1]
+    with pytest.raises(ValueError, match="splits"):
+        suite.entries("validation")
+
+
+def test_an_edited_suite_file_is_refused(tmp_path, monkeypatch):
+    payload = json.loads(suites.suite_path(SUITE).read_text())
+    payload["splits"]["test"][0]["instance"] += 1
+    (tmp_path / f"{SUITE}.json").write_text(json.dumps(payload))
+    monkeypatch.setattr(suites, "SUITE_DIR", tmp_path)
+    monkeypatch.setattr(suites, "_LOADED", {})
+    with pytest.raises(ValueError, match="content hash"):
+        suites.load_suite(SUITE)
+
+
+def test_training_on_a_suite_draws_only_its_train_instances(tiny_zoo):
+    suite = suites.load_suite(SUITE)
+    env = gym.make_vec("LLMRepair-v0", num_envs=16, suite=SUITE, progress=False)
+    try:
+        _, info = env.reset(seed=0)
+        seen = set(info["instance"].tolist())
+        for _ in range(3):
+            _, _, _, _, info = env.step(np.full(16, env.unwrapped.action_names.index("stop")))
+            seen |= set(info["instance"].tolist())
+        assert seen <= set(suite.instance_ids("train")) and len(seen) > 16
+        assert 7 not in set(info["zoo_model"].tolist())
+        wrong = suites.Suite(**{**suite.__dict__, "splits": {"train": (suites.SuiteEntry(
+            0, 0, 3, "none", None, 0.0),)}})
+        with pytest.raises(ValueError, match="differs from the one"):
+            suites.check_bank(wrong, "train", env.unwrapped)
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="instance bank"):
+        gym.make_vec("LLMRepair-v0", num_envs=1, suite=SUITE, instances="live", progress=False)
+
+
+def test_runner_writes_one_complete_line_per_episode_and_resumes(results):
+    records = read_results(results / "episodes" / "heuristic" / "seed2.jsonl")
+    suite = suites.load_suite(SUITE)
+    assert [r["index"] for r in records] == [0, 1, 2, 3]
+    assert [r["episode_seed"] for r in records] == suite.episode_seeds("test", 2)[:4]
+    assert [r["instance"] for r in records] == suite.instance_ids("test")[:4]
+    first = records[0]
+    assert first["agent"] == "heuristic" and first["env_id"] == "LLMRepair-v0" and first["threads"] == 1
+    assert first["actions"][-1] == "stop" and first["flops"] > 0 and set(first["final_accuracy"]) == {
+        "syntax", "logic", "fact"}
+    todo, done = plan_jobs(["heuristic", "oracle"], [1, 2], SUITE, "test", results, limit=4)
+    assert not todo and len(done) == 4
+    again = Path(run_job(done[0]))  # a job is deterministic: the same bytes again
+    assert again.read_bytes() == (results / "episodes" / "heuristic" / "seed1.jsonl").read_bytes()
+
+
+def test_verify_accepts_honest_results_and_names_every_forged_episode(results, tmp_path):
+    assert verify_results([results / "episodes" / "heuristic"], progress=False).ok
+    lines = (results / "episodes" / "heuristic" / "seed1.jsonl").read_text().splitlines()
+    forged = [json.loads(line) for line in lines]
+    forged[0]["return"] += 0.01
+    forged[1]["actions"] = forged[1]["actions"][:-1]
+    forged[2]["episode_seed"] += 1
+    forged[3]["package_version"] = "0.0.1"
+    forged.append(json.loads(lines[3]))  # an episode twice
+    path = tmp_path / "forged.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in forged))
+    report = verify_results([path], progress=False)
+    text = report.text()
+    assert not report.ok and len(report.failures) == 5, text
+    for needle in ("entry 0 (test): return", "entry 1 (test): the replayed episode did not end",
+                   "entry 2 (test): instance", "entry 3 (test): made with package 0.0.1", "appears twice"):
+        assert needle in text
+    assert main(["verify", str(path)]) == 1
+    assert main(["verify", str(results / "episodes" / "noop")]) == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"{not json\n", "line 1: not a JSON line"),
+    (b"[1, 2]\n", "a record is a JSON object"),
+    (b"{}\n", "missing fields"),
+    (b'{"x": NaN}\n', "not a JSON line"),
+    (b"", "holds no results"),
+    (b" " * (MAX_LINE_BYTES + 1) + b"\n", "a line may hold at most"),
+])
+def test_malformed_results_files_are_refused_whole(tmp_path, content, message, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        read_results(path)
+    assert main(["verify", str(path)]) == 2
+    assert message.split(":")[-1].strip() in capsys.readouterr().err
+
+
+def test_wrong_types_and_paths_are_refused(results, tmp_path):
+    record = read_results(results / "episodes" / "noop" / "seed1.jsonl")[0]
+    for field, value, message in (("return", "0.5", "'return' must be int or float"),
+                                  ("crashed", 0, "'crashed' must be bool"), ("seed", True, "'seed' must be int"),
+                                  ("actions", [], "1..1024 action names")):
+        path = tmp_path / f"{field}.jsonl"
+        path.write_text(json.dumps({**record, field: value}) + "\n")
+        with pytest.raises(ValueError, match=message):
+            read_results(path)
+    with pytest.raises(ValueError, match="not a file"):
+        read_results(tmp_path / "missing.jsonl")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"no \*.jsonl"):
+        verify_results([empty], progress=False)
+
+
+def test_leaderboard_normalizes_per_entry_and_ranks_with_intervals(results, tmp_path):
+    scores, facts = score_matrices(read_many([results / "episodes"]))
+    assert facts["entries"] == 4 and facts["agents"]["oracle"]["runs"] == 2
+    assert np.allclose(scores["oracle"].mean(0), 1) and np.allclose(scores["noop"], 0)
+    assert all(u["fault"] == "none" for u in facts["unscaled_entries"])
+    board = write_leaderboard([results / "episodes"], tmp_path)
+    assert board["ranking"][-1] == "noop" and set(board["ranking"]) == {"noop", "heuristic", "oracle"}
+    low, high = board["metrics"]["heuristic"]["IQM"]["ci95"]
+    assert low <= board["metrics"]["heuristic"]["IQM"]["point"] <= high
+    assert len(board["probability_of_improvement"]) == 2
+    for name in ("leaderboard.md", "leaderboard.json", "leaderboard.html", "intervals.png", "profiles.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert f"| 1 | {board['ranking'][0]} |" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_the_html_page_renders_its_table_and_every_image_in_headless_chromium(results, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have chromium (.ci/run installs Debian's package)")
+        pytest.skip("chromium is not installed")
+    write_leaderboard([results / "episodes"], tmp_path)
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+                          "--dump-dom", (tmp_path / "leaderboard.html").as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert 'data-images-loaded="2/2"' in dom
+    assert dom.count("<tr>") == 4 and "<td>heuristic</td>" in dom
+
+
+def test_runner_trains_an_agent_on_the_suite_and_plays_it(tiny_zoo, tmp_path):
+    todo, _ = plan_jobs(["dqn"], [1], SUITE, "test", tmp_path, limit=2, total_steps=24, train_envs=2)
+    run_jobs(todo, workers=1, progress=False)
+    meta = json.loads((tmp_path / "train" / "dqn_seed1" / "policy.json").read_text())
+    assert meta["kind"] == "dqn"
+    eval_kwargs = json.loads((tmp_path / "train" / "dqn_seed1" / "eval.json").read_text())["summary"]["env_kwargs"]
+    assert eval_kwargs == {"suite": SUITE}
+    records = read_results(tmp_path / "episodes" / "dqn" / "seed1.jsonl")
+    assert len(records) == 2 and records[0]["agent_config"]["total_steps"] == 24
+
+
+def test_ray_runs_the_same_job_as_a_local_worker(results, tmp_path):
+    pytest.importorskip("ray")
+    todo, _ = plan_jobs(["heuristic"], [1], SUITE, "test", tmp_path, limit=4)
+    run_jobs(todo, ray_address="local", progress=False)
+    import ray
+
+    ray.shutdown()
+    assert (tmp_path / "episodes" / "heuristic" / "seed1.jsonl").read_bytes() == \
+        (results / "episodes" / "heuristic" / "seed1.jsonl").read_bytes()
+
+
+def test_carried_leaderboard_results_verify(tmp_path):
+    """The repository's leaderboard: its table is what its results give, and a sample of them replays."""
+    board = json.loads((CARRIED / "leaderboard.json").read_text())
+    assert min(a["runs"] for a in board["agents"].values()) >= 10
+    sample = []
+    for path in sorted((CARRIED / "episodes").glob("*/seed1.jsonl")):
+        sample += read_results(path)[:3]
+    assert {r["agent"] for r in sample} == set(board["agents"])
+    path = tmp_path / "sample.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in sample))
+    report = verify_results([path], progress=False)
+    assert report.ok, report.text()
