@@ -31,6 +31,7 @@ from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
 from agents.heuristic import HeuristicPolicy
 from llm_repair_gym.evaluation import env_names, evaluate_and_save, parse_env_kwargs
 from llm_repair_gym.faults import FAULT_NAMES
+from llm_repair_gym.runner import AGENTS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -44,12 +45,8 @@ BASELINES = ("noop", "random", "heuristic", "oracle")
 
 
 def train_command(agent: str) -> list[str]:
-    """The script (and its algorithm flag) that trains ``agent``."""
-    if agent.startswith("sb3_"):
-        return ["scripts/train_sb3.py", "--algo", agent.removeprefix("sb3_")]
-    if agent == "dqfd":
-        return ["scripts/train_dqn.py", "--demonstrations", "heuristic"]
-    return [f"scripts/train_{agent}.py"]
+    """The script (and its flags) that trains ``agent``, from the runner's agent table."""
+    return list(AGENTS[agent].script)
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:

@@ -29,9 +29,10 @@ def _zoo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from llm_repair_gym.runner import AGENTS, plan_jobs, run_jobs
+    from llm_repair_gym.runner import agents_for, plan_jobs, run_jobs
+    from llm_repair_gym.suites import load_suite
 
-    agents = list(AGENTS) if args.agents == ["all"] else args.agents
+    agents = agents_for(load_suite(args.suite).env_id) if args.agents == ["all"] else args.agents
     todo, done = plan_jobs(agents, args.seeds, args.suite, args.split, args.out_dir, rerun=args.rerun,
                            total_steps=args.total_steps, train_envs=args.num_envs, limit=args.limit)
     print(f"{len(todo)} jobs to run, {len(done)} already done (results in {args.out_dir}/episodes)")
@@ -59,15 +60,17 @@ def _verify(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from llm_repair_gym.explain import explain_episode
     from llm_repair_gym.results import read_results
+    from llm_repair_gym.runner import AGENTS
     from llm_repair_gym.suites import load_suite
 
     records = read_results(args.results)
     if not 0 <= args.episode < len(records):
-        raise SystemExit(f"--episode must lie in [0, {len(records)}): {args.results} holds {len(records)} episodes")
+        raise ValueError(f"--episode must lie in [0, {len(records)}): {args.results} holds {len(records)} episodes")
     r = records[args.episode]
     suite = load_suite(r["suite"])
-    trace = explain_episode(r["env_id"], suite.make_kwargs(r["split"]), r["episode_seed"], r["instance"],
-                            r["actions"], args.out_dir)
+    env_kwargs = {**suite.make_kwargs(r["split"]), **(AGENTS[r["agent"]].env_kwargs if r["agent"] in AGENTS else {})}
+    trace = explain_episode(suite.env_id, env_kwargs, r["episode_seed"], r["instance"], r["actions"], args.out_dir,
+                            option=suite.reset_option)
     print(f"{r['agent']} seed {r['seed']} entry {r['index']} ({r['fault']}): return {trace['return']:.4f} "
           f"(recorded {r['return']:.4f}); wrote trace.json and trace.png to {args.out_dir}")
     return 0
@@ -96,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="train or load agents and play them on a suite split")
     run.add_argument("--agents", nargs="+", default=["all"], choices=["all", *AGENTS], metavar="AGENT",
-                     help=f"'all' or some of {', '.join(AGENTS)}")
+                     help=f"'all' (every agent that plays the suite's env) or some of {', '.join(AGENTS)}")
     run.add_argument("--suite", default=suite_names()[0], choices=suite_names())
     run.add_argument("--split", default="test", choices=("train", "test"))
     run.add_argument("--seeds", type=_positive, default=10, help="runs per agent: seeds 1..SEEDS")

@@ -89,9 +89,10 @@ class EpisodeRecord:
 
 
 def run_episodes(env, policy: VectorPolicy, seeds: Sequence[int], progress: bool = True, desc: str = "episodes",
-                 instances: Sequence[int] | None = None) -> list[EpisodeRecord]:
+                 instances: Sequence[int] | None = None, option: str = "instance") -> list[EpisodeRecord]:
     """Play one episode per seed (from bank instance ``instances[k]``, where given) on a vector env built with
-    ``autoreset_mode=DISABLED``."""
+    ``autoreset_mode=DISABLED``. ``option`` names the reset option ``instances`` go to (``"task"``: the task
+    index of an LLMMetaRepair env)."""
     if env.metadata.get("autoreset_mode") != AutoresetMode.DISABLED:
         raise ValueError("run_episodes needs a vector env with autoreset_mode=DISABLED")
     if instances is not None and len(instances) != len(seeds):
@@ -103,7 +104,7 @@ def run_episodes(env, policy: VectorPolicy, seeds: Sequence[int], progress: bool
     def reset(mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
         options = {} if mask is None else {"reset_mask": mask}
         if instances is not None:
-            options["instance"] = np.array([slot[1] if slot else 0 for slot in slots])
+            options[option] = np.array([slot[1] if slot else 0 for slot in slots])
         return env.reset(seed=[slot[0] if slot else 0 for slot in slots], options=options)
 
     obs, info = reset(None)

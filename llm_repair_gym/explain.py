@@ -23,13 +23,14 @@ PANELS = ("accuracy", "grad_norm", "cost")
 
 
 def explain_episode(env_id: str, env_kwargs: dict, seed: int, instance: int, actions: list[str],
-                    out_dir: str | Path) -> dict[str, Any]:
+                    out_dir: str | Path, option: str = "instance") -> dict[str, Any]:
     """Replay one episode of ``env_id`` (made with ``env_kwargs``) and explain it in ``out_dir``.
 
     The env starts from ``reset(seed=[seed])``, at bank instance ``instance`` when it is >= 0 (drawn from the
-    seed otherwise), and takes ``actions`` by name; they must end the episode exactly (by ``stop``, a cost
-    limit or truncation), or ``ValueError`` names the step: an unknown name, an action after the episode
-    ended, or an episode still running when the actions ran out (nothing is written then).
+    seed otherwise; ``option="task"``: the meta-task of that index), and takes ``actions`` by name; they must
+    end the episode exactly (by ``stop``, a cost limit or truncation), or ``ValueError`` names the step: an
+    unknown name, an action after the episode ended, or an episode still running when the actions ran out
+    (nothing is written then).
     Writes ``out_dir/trace.json`` (the returned dict: env id, seed, instance, return, whether the episode
     terminated, and one record per step, the start first) and ``out_dir/trace.png``.
     """
@@ -43,8 +44,8 @@ def explain_episode(env_id: str, env_kwargs: dict, seed: int, instance: int, act
         for step, name in enumerate(actions, 1):
             if name not in names:
                 raise ValueError(f"step {step}: unknown action {name!r}; {env_id}'s actions are {names}")
-        obs, info = env.reset(seed=[seed], options={"instance": [instance]} if instance >= 0 else None)
-        trace = Trace(int(info["instance"][0]), len(actions))
+        obs, info = env.reset(seed=[seed], options={option: [instance]} if instance >= 0 else None)
+        trace = Trace(instance if option == "task" else int(info["instance"][0]), len(actions))
         trace.steps.append(_row(None, obs, info, 0.0, features))
         terminated = truncated = False
         for step, name in enumerate(actions, 1):

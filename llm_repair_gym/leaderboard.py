@@ -2,12 +2,14 @@
 
     llm-repair-gym leaderboard results/leaderboard/episodes --out-dir results/leaderboard
 
-Scores. For suite entry ``i``, an episode's normalized score is ``(R - noop_i) / (oracle_i - noop_i)``, where
-``noop_i`` and ``oracle_i`` are the no-op's and the privileged oracle's mean returns on that entry over the
-results' runs: no-op = 0, oracle = 1, instance by instance. An entry where the oracle gains less than
-:data:`MIN_GAP` over the no-op (every ``none`` fault: the best repair of a healthy model is to stop) has no
-scale; it is left out of the normalized aggregates, listed in the output, and the table's ``none`` column
-shows the raw mean return there (0 is best).
+Scores. For suite entry ``i``, an episode's normalized score is ``(R - low_i) / (high_i - low_i)``, where
+``low_i`` and ``high_i`` are the mean returns on that entry, over the results' runs, of the suite's two
+references: the no-op and the privileged oracle (on ``LLMMetaRepair-Suite-v0``, whose start models are not
+healthy ones an oracle could return to, the no-op and the observation-only heuristic). So no-op = 0 and
+oracle = 1, entry by entry. An entry where the upper reference gains less than :data:`MIN_GAP` over the
+no-op (every ``none`` fault: the best repair of a healthy model is to stop) has no scale; it is left out of
+the normalized aggregates, listed in the output, and the table's ``unscaled`` column shows the raw mean
+return there (0 is best).
 
 Aggregates over runs x entries, with rliable (Agarwal et al., 2021): the interquartile mean (IQM), the
 mean and the optimality gap (1 - score, clipped at 1, averaged), each with a 95% stratified-bootstrap
@@ -34,12 +36,13 @@ import matplotlib
 import numpy as np
 
 from llm_repair_gym.results import read_many
-from llm_repair_gym.runner import AGENTS, REFERENCES
+from llm_repair_gym.runner import AGENTS
+from llm_repair_gym.suites import load_suite
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-MIN_GAP = 0.02  # an entry whose oracle gains less than this over the no-op is not normalized
+MIN_GAP = 0.02  # an entry whose upper reference gains less than this over the no-op is not normalized
 REPS = 2000  # bootstrap resamples
 THRESHOLDS = np.linspace(-0.5, 1.25, 71)  # performance-profile thresholds
 METRICS = ("IQM", "mean", "optimality gap")
@@ -57,9 +60,11 @@ def score_matrices(records: list[dict]) -> tuple[dict[str, np.ndarray], dict]:
     by_agent: dict[str, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in records:
         by_agent[r["agent"]][r["seed"]][r["index"]] = r
-    missing = [name for name in REFERENCES if name not in by_agent]
+    suite, _, split = next(iter(keys))
+    low_ref, high_ref = load_suite(suite).references
+    missing = [name for name in (low_ref, high_ref) if name not in by_agent]
     if missing:
-        raise ValueError(f"no results for {missing}: the normalization needs runs of {list(REFERENCES)}")
+        raise ValueError(f"no results for {missing}: the normalization needs runs of {[low_ref, high_ref]}")
     entries = sorted({i for runs in by_agent.values() for run in runs.values() for i in run})
     for agent, runs in by_agent.items():
         for seed, run in runs.items():
@@ -68,21 +73,19 @@ def score_matrices(records: list[dict]) -> tuple[dict[str, np.ndarray], dict]:
                                  "hold; every run must play the same entries")
     raw = {agent: np.array([[runs[s][i]["return"] for i in entries] for s in sorted(runs)]) for agent, runs in
            by_agent.items()}
-    noop, oracle = raw["noop"].mean(0), raw["oracle"].mean(0)
-    scaled = oracle - noop >= MIN_GAP
-    scores = {agent: (x[:, scaled] - noop[scaled]) / (oracle[scaled] - noop[scaled]) for agent, x in raw.items()}
-    any_run = next(iter(by_agent["oracle"].values()))
-    faults = [any_run[i]["fault"] for i in entries]
-    suite, _, split = next(iter(keys))
-    facts = {"suite": suite, "suite_hash": next(iter(keys))[1], "split": split, "entries": len(entries),
+    low, high = raw[low_ref].mean(0), raw[high_ref].mean(0)
+    scaled = high - low >= MIN_GAP
+    scores = {agent: (x[:, scaled] - low[scaled]) / (high[scaled] - low[scaled]) for agent, x in raw.items()}
+    faults = [sorted({run[i]["fault"] for run in by_agent[high_ref].values()}) for i in entries]
+    facts = {"suite": suite, "suite_hash": next(iter(keys))[1], "split": split, "references": [low_ref, high_ref],
+             "entries": len(entries),
              "normalized_entries": int(scaled.sum()),
-             "unscaled_entries": [{"index": i, "fault": f} for i, f, s in zip(entries, faults, scaled) if not s],
+             "unscaled_entries": [{"index": i, "faults": f} for i, f, s in zip(entries, faults, scaled) if not s],
              "agents": {}}
-    normalized_faults = [f for f, s in zip(faults, scaled) if s]
     for agent, runs in by_agent.items():
         flat = [r for run in runs.values() for r in run.values()]
-        per_fault = {f: float(scores[agent][:, [k for k, g in enumerate(normalized_faults) if g == f]].mean())
-                     for f in sorted(set(normalized_faults))}
+        fault_of = np.array([[runs[s][i]["fault"] for i in entries] for s in sorted(runs)])[:, scaled]
+        per_fault = {f: float(scores[agent][fault_of == f].mean()) for f in sorted(set(fault_of.ravel()))}
         unscaled = [k for k, s in enumerate(scaled) if not s]
         facts["agents"][agent] = {
             "runs": len(runs), "episodes": len(flat), "mean_return": float(raw[agent].mean()),
@@ -150,12 +153,14 @@ def write_leaderboard(paths: list[str | Path], out_dir: str | Path, seed: int = 
 
 
 def markdown_table(board: dict) -> str:
-    """The ranked table: aggregates with intervals, raw return, none-fault return, steps, FLOPs, safety."""
+    """The ranked table: aggregates with intervals, raw return, raw return on unscaled entries, steps, FLOPs,
+    safety cost, and the share of episodes that ended with ``stop``."""
     lines = [f"{board['suite']}, split `{board['split']}`: {board['entries']} entries "
-             f"({board['normalized_entries']} normalized; no-op = 0, oracle = 1 per entry), runs per agent as "
+             f"({board['normalized_entries']} normalized; {board['references'][0]} = 0, {board['references'][1]} "
+             "= 1 per entry), runs per agent as "
              "listed. IQM, mean and optimality gap over runs x entries with 95% stratified-bootstrap intervals "
              "(rliable).", "",
-             "| rank | agent | runs | IQM | mean | optimality gap | P(better than next) | return | none | steps "
+             "| rank | agent | runs | IQM | mean | optimality gap | P(better than next) | return | unscaled | steps "
              "| GFLOPs | safety cost | stops |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     improvement = {p["agent"]: p for p in board["probability_of_improvement"]}
@@ -244,7 +249,8 @@ def _plot_curves(paths: list[str | Path], ranked: list[str], path: Path, bin_ste
 
 def _html(board: dict, images: dict[str, Path]) -> str:
     agents = board["agents"]
-    head = ("rank", "agent", "runs", *METRICS, "return", "none", "steps", "GFLOPs", "safety cost", "description")
+    head = ("rank", "agent", "runs", *METRICS, "return", "unscaled", "steps", "GFLOPs", "safety cost",
+            "description")
     rows = []
     for rank, agent in enumerate(board["ranking"], start=1):
         m, a = board["metrics"][agent], agents[agent]
@@ -268,7 +274,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:nth-child(2),t
 img{{max-width:100%}}</style></head>
 <body data-images-loaded="pending">
 <h1>{html.escape(title)}</h1>
-<p>{board['entries']} entries, {board['normalized_entries']} normalized (no-op = 0, oracle = 1 per entry);
+<p>{board['entries']} entries, {board['normalized_entries']} normalized ({board['references'][0]} = 0,
+{board['references'][1]} = 1 per entry);
 IQM, mean and optimality gap over runs x entries with 95% stratified-bootstrap intervals (rliable,
 {board['bootstrap_reps']} resamples). Suite hash {html.escape(board['suite_hash'][:16])}.</p>
 <table id="leaderboard"><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>

@@ -8,8 +8,9 @@ the privileged oracle) is built directly; a trained agent is first trained by it
 ``agents.load_policy``; a carried agent is loaded from its checkpoint folder. The policy then plays every
 entry of the split (:class:`~llm_repair_gym.suites.Suite`), entry ``k`` of run ``s`` from the seed
 ``suite.episode_seeds(split, s)[k]``, and the job writes ``<out>/episodes/<agent>/seed<s>.jsonl`` in the
-format of :mod:`llm_repair_gym.results` (atomically: a job is done or absent). Jobs whose file exists are
-skipped, so an interrupted run resumes where it stopped (``--rerun`` plays them again).
+format of :mod:`llm_repair_gym.results` (atomically: a job is done or absent). Jobs whose file exists, from
+the same agent configuration, are skipped, so an interrupted run resumes where it stopped (``--rerun`` plays
+them again).
 
 Jobs run in ``--workers`` local processes (one torch thread each); ``--ray ADDRESS`` sends the same jobs to
 a Ray cluster instead (``pip install "llm-repair-gym[ray]"``; ``--ray local`` starts one on this machine).
@@ -24,7 +25,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -46,13 +47,16 @@ class AgentSpec:
     description: str
     script: tuple[str, ...] = ()
     checkpoint: str | None = None
+    env_ids: tuple[str, ...] = ("LLMRepair-v0", "LLMMetaRepair-v0")  # the envs it plays
+    env_kwargs: dict = field(default_factory=dict)  # env settings that belong to the agent (training and play)
 
 
 AGENTS: dict[str, AgentSpec] = {
     "noop": AgentSpec("reference", "stops at once: the return of leaving the model as it is"),
     "random": AgentSpec("reference", "uniformly random actions, seeded by the run seed"),
     "heuristic": AgentSpec("reference", "a dozen if-then rules on the observation alone"),
-    "oracle": AgentSpec("reference", "the scripted repair for the fault it reads from info (privileged)"),
+    "oracle": AgentSpec("reference", "the scripted repair for the fault it reads from info (privileged)",
+                        env_ids=("LLMRepair-v0",)),
     "tabular_q": AgentSpec("trained", "tabular Q-learning on the discretized observation",
                            ("scripts/train_tabular_q.py",)),
     "dqn": AgentSpec("trained", "our DQN", ("scripts/train_dqn.py",)),
@@ -64,11 +68,11 @@ AGENTS: dict[str, AgentSpec] = {
     "sb3_qrdqn": AgentSpec("trained", "sb3-contrib QR-DQN", ("scripts/train_sb3.py", "--algo", "qrdqn")),
     "dqfd_carried": AgentSpec("checkpoint", "the carried DQfD agent (seed 1; trained on the whole train bank, "
                               "before the suite existed, so it met zoo model 7)",
-                              checkpoint="agents/checkpoints/LLMRepair-v0/dqfd"),
+                              checkpoint="agents/checkpoints/LLMRepair-v0/dqfd", env_ids=("LLMRepair-v0",)),
+    "dqn_maml": AgentSpec("trained", "our DQN repairing from the MAML initialization (meta-learning variant)",
+                          ("scripts/train_dqn.py",), env_ids=("LLMMetaRepair-v0",), env_kwargs={"init": "maml"}),
 }
 """Every agent the runner knows, by name."""
-
-REFERENCES = ("noop", "oracle")  # the normalization's ends: every leaderboard needs their runs
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ def agent_config(job: Job) -> dict:
     """What determines the agent a job plays (stored on every line; its hash names the configuration)."""
     spec = AGENTS[job.agent]
     config = {"kind": spec.kind, "description": spec.description}
+    if spec.env_kwargs:
+        config["env_kwargs"] = dict(spec.env_kwargs)
     if spec.kind == "trained":
         config |= {"script": list(spec.script), "total_steps": job.total_steps, "num_envs": job.train_envs,
                    "train_split": "train"}
@@ -127,10 +133,11 @@ def run_job(job: Job) -> str:
     names = env_names(suite.env_id)
     policy = _policy(job, suite, *names)
     env = gym.make_vec(suite.env_id, num_envs=min(job.eval_envs, len(entries)), autoreset_mode="Disabled",
-                       progress=False, **suite.make_kwargs(job.split))
+                       progress=False, **suite.make_kwargs(job.split), **AGENTS[job.agent].env_kwargs)
     try:
         seeds = suite.episode_seeds(job.split, job.seed)[:len(entries)]
-        records = run_episodes(env, policy, seeds, progress=False, instances=[e.instance for e in entries])
+        records = run_episodes(env, policy, seeds, progress=False, instances=[e.instance for e in entries],
+                               option=suite.reset_option)
     finally:
         env.close()
     by_seed = {r.seed: r for r in records}
@@ -161,28 +168,34 @@ def _policy(job: Job, suite, action_names: list[str], feature_names: list[str]):
                 "oracle": lambda: OraclePolicy(action_names, feature_names)}[job.agent]()
     if spec.kind == "checkpoint":
         return load_policy(REPO_ROOT / spec.checkpoint)
-    if not (job.train_dir / "policy.json").exists():
-        _train(job, suite)
+    _train(job, suite)
     return load_policy(job.train_dir)
 
 
 def _train(job: Job, suite) -> None:
     """Train a ``trained`` agent on the suite's train split with its script (one torch thread; the script's own
-    held-out check is cut to one episode, since the runner's play on the suite is what counts)."""
-    script = REPO_ROOT / AGENTS[job.agent].script[0]
+    held-out check is cut to one episode, since the runner's play on the suite is what counts). A finished
+    training run with the same command (``train_dir/command.json``) is reused."""
+    spec = AGENTS[job.agent]
+    script = REPO_ROOT / spec.script[0]
     if not script.exists():
         raise FileNotFoundError(f"training {job.agent} needs {script} (a clone of the repository)")
-    command = [sys.executable, str(script), *AGENTS[job.agent].script[1:], "--env-id", suite.env_id,
-               "--seed", str(job.seed), "--num-envs", str(job.train_envs), "--total-steps", str(job.total_steps),
-               "--eval-episodes", "1", "--threads", "1", "--env-kwargs", f"suite={suite.name}",
-               "--out-dir", str(job.train_dir)]
+    env_kwargs = [f"{k}={v}" for k, v in {**suite.train_kwargs(), **spec.env_kwargs}.items()]
+    arguments = [*spec.script, "--env-id", suite.env_id, "--seed", str(job.seed), "--num-envs", str(job.train_envs),
+                 "--total-steps", str(job.total_steps), "--eval-episodes", "1", "--threads", "1",
+                 "--env-kwargs", *env_kwargs]
+    record = job.train_dir / "command.json"
+    if (job.train_dir / "policy.json").exists() and record.exists() and json.loads(record.read_text()) == arguments:
+        return
     job.train_dir.mkdir(parents=True, exist_ok=True)
     log = job.train_dir / "train.log"
     with log.open("w") as handle:
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+        done = subprocess.run([sys.executable, str(script), *arguments[1:], "--out-dir", str(job.train_dir)],
+                              stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode != 0:
         raise RuntimeError(f"training {job.agent} seed {job.seed} failed (exit {done.returncode}); see {log}")
+    record.write_text(json.dumps(arguments) + "\n")
 
 
 def plan_jobs(agents: list[str], seeds: list[int], suite: str, split: str, out_dir: str | Path,
@@ -191,10 +204,33 @@ def plan_jobs(agents: list[str], seeds: list[int], suite: str, split: str, out_d
     unknown = sorted(set(agents) - set(AGENTS))
     if unknown:
         raise ValueError(f"unknown agents {unknown}; known: {sorted(AGENTS)} (or 'all')")
+    env_id = load_suite(suite).env_id
     load_suite(suite).entries(split)
+    foreign = [a for a in agents if env_id not in AGENTS[a].env_ids]
+    if foreign:
+        raise ValueError(f"{foreign} do not play {env_id} (the env of {suite}); its agents: {agents_for(env_id)}")
     jobs = [Job(agent, seed, suite, split, str(out_dir), **settings) for agent in agents for seed in seeds]
-    done = [] if rerun else [j for j in jobs if j.path.exists()]
+    suite_hash = load_suite(suite).content_hash
+    done = [] if rerun else [j for j in jobs if _finished(j, config_hash(j, suite_hash))]
     return [j for j in jobs if j not in done], done
+
+
+def _finished(job: Job, expected_hash: str) -> bool:
+    """Whether ``job``'s results file exists and was written by the same agent configuration (a file left by
+    another configuration, say another ``--total-steps``, is played again and replaced)."""
+    if not job.path.exists():
+        return False
+    with job.path.open() as handle:
+        first = handle.readline()
+    try:
+        return json.loads(first).get("config_hash") == expected_hash
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def agents_for(env_id: str) -> list[str]:
+    """The agents that play ``env_id``, in table order."""
+    return [name for name, spec in AGENTS.items() if env_id in spec.env_ids]
 
 
 def run_jobs(jobs: list[Job], workers: int = 2, ray_address: str | None = None, progress: bool = True) -> list[str]:

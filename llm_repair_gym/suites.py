@@ -42,9 +42,21 @@ SUITE_SPECS: dict[str, dict] = {
         "held_out": {"zoo_model": [7]},
         "description": "train: train-bank instances of zoo models 0-6; test: test-bank instances of zoo model 7",
     },
+    "LLMMetaRepair-Suite-v0": {
+        "version": 0,
+        "env_id": "LLMMetaRepair-v0",
+        "env_kwargs": {"preset": "tiny"},
+        "reset_option": "task",
+        "references": ["noop", "heuristic"],
+        "held_out": {"meta_split": "test"},
+        "description": "train: the 64 meta-train task variants; test: the 32 meta-test variants, never met in "
+                       "training or meta-training; faults drawn live at reset from each episode's seed",
+    },
 }
-"""How each suite is cut from its env's instance bank: the zoo models whose instances only the test split
-holds."""
+"""How each suite is cut: an instance suite from its env's instance bank (the zoo models whose instances only
+the test split holds), a task suite (``reset_option: "task"``) from its env's meta-task splits. A suite's
+``references`` are the no-op and the policy that scores 1 in the normalization (the oracle; on meta-tasks,
+whose start models are not healthy ones to return to, the observation-only heuristic)."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +64,12 @@ class SuiteEntry:
     """One instance of a suite split: its bank instance id and what was injected into which zoo model."""
 
     index: int  # position in the split
-    instance: int  # bank instance id within the split
-    zoo_model: int
-    fault: str
-    target: str | None
-    severity: float
+    instance: int  # bank instance id within the split (a task suite: the task's index in its split)
+    zoo_model: int | None = None  # None in a task suite, whose faults are drawn at reset
+    fault: str | None = None
+    target: str | None = None
+    severity: float | None = None
+    task: str | None = None  # a task suite's task id
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,8 @@ class Suite:
     description: str
     splits: dict[str, tuple[SuiteEntry, ...]]
     content_hash: str
+    reset_option: str = "instance"  # the reset option an entry's ``instance`` goes to
+    references: tuple[str, ...] = ("noop", "oracle")
 
     def entries(self, split: str) -> tuple[SuiteEntry, ...]:
         if split not in self.splits:
@@ -87,14 +102,23 @@ class Suite:
     def make_kwargs(self, split: str) -> dict:
         """Constructor kwargs of an env whose resets draw from this suite's ``split``."""
         self.entries(split)
+        if self.reset_option == "task":
+            return {**self.env_kwargs, "split": split}
         return {**self.env_kwargs, "instances": split, "suite": self.name}
+
+    def train_kwargs(self) -> dict:
+        """The env kwargs a training script adds (``--env-kwargs``) to train on the train split only."""
+        return {"split": "train"} if self.reset_option == "task" else {"suite": self.name}
 
     def summary(self) -> str:
         lines = [f"{self.name} (version {self.version}, {self.env_id}, hash {self.content_hash[:16]}): "
                  f"{self.description}"]
         for split, entries in self.splits.items():
-            faults = collections.Counter(e.fault for e in entries)
-            models = sorted({e.zoo_model for e in entries})
+            if self.reset_option == "task":
+                lines.append(f"  {split}: {len(entries)} tasks, {entries[0].task} .. {entries[-1].task}")
+                continue
+            faults = collections.Counter(e.fault for e in entries if e.fault is not None)
+            models = sorted({e.zoo_model for e in entries if e.zoo_model is not None})
             lines.append(f"  {split}: {len(entries)} instances, zoo models {models}, "
                          f"faults {dict(sorted(faults.items()))}")
         return "\n".join(lines)
@@ -137,7 +161,8 @@ def load_suite(name: str) -> Suite:
     splits = {split: tuple(SuiteEntry(**e) for e in entries) for split, entries in payload["splits"].items()}
     suite = Suite(name=name, version=payload["version"], env_id=payload["env_id"], env_kwargs=payload["env_kwargs"],
                   held_out=payload["held_out"], description=payload["description"], splits=splits,
-                  content_hash=payload["content_hash"])
+                  content_hash=payload["content_hash"], reset_option=payload.get("reset_option", "instance"),
+                  references=tuple(payload.get("references", ("noop", "oracle"))))
     _LOADED[name] = suite
     return suite
 
@@ -186,19 +211,10 @@ def _describe(env, k: int) -> dict:
 
 
 def freeze_suite(name: str) -> Path:
-    """Cut suite ``name`` from its env's banks (built or loaded from the cache) and write its file."""
-    import gymnasium as gym
-
-    import llm_repair_gym  # noqa: F401  (registers the ids)
-
+    """Cut suite ``name`` from its env's banks (built or loaded from the cache) or meta-task splits and write
+    its file."""
     spec = SUITE_SPECS[name]
-    splits = {}
-    for split in ("train", "test"):
-        env = gym.make_vec(spec["env_id"], num_envs=1, instances=split, **spec["env_kwargs"]).unwrapped
-        try:
-            splits[split] = [asdict(e) for e in bank_entries(env, split, spec["held_out"])]
-        finally:
-            env.close()
+    splits = {split: [asdict(e) for e in _cut(spec, split)] for split in ("train", "test")}
     payload = {"format": SUITE_FORMAT, "name": name, **spec, "splits": splits}
     payload["content_hash"] = content_hash(payload)
     path = suite_path(name)
@@ -206,6 +222,22 @@ def freeze_suite(name: str) -> Path:
     path.write_text(json.dumps(payload, indent=1) + "\n")
     _LOADED.pop(name, None)
     return path
+
+
+def _cut(spec: dict, split: str) -> list[SuiteEntry]:
+    if spec.get("reset_option") == "task":
+        from llm_repair_gym.meta_tasks import meta_tasks
+
+        return [SuiteEntry(index=k, instance=k, task=t["id"]) for k, t in enumerate(meta_tasks(split))]
+    import gymnasium as gym
+
+    import llm_repair_gym  # noqa: F401  (registers the ids)
+
+    env = gym.make_vec(spec["env_id"], num_envs=1, instances=split, **spec["env_kwargs"]).unwrapped
+    try:
+        return bank_entries(env, split, spec["held_out"])
+    finally:
+        env.close()
 
 
 def main(argv: list[str] | None = None) -> int:

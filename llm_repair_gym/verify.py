@@ -20,6 +20,7 @@ tolerance across thread counts (``benchmarks/thread_reproducibility.py``).
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from llm_repair_gym.results import read_many
+from llm_repair_gym.runner import AGENTS
 from llm_repair_gym.suites import load_suite, suite_names
 
 TOLERANCE = 1e-6
@@ -87,7 +89,7 @@ def verify_results(paths: list[str | Path], num_envs: int = 8, progress: bool = 
     records = read_many(paths)
     report = VerifyReport(episodes=len(records))
     seen: set[tuple] = set()
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for r in records:
         name = _name(r)
         problems = []
@@ -103,10 +105,16 @@ def verify_results(paths: list[str | Path], num_envs: int = 8, progress: bool = 
         seen.add(key)
         report.failures += [f"{name}: {p}" for p in problems]
         if not problems:
-            groups[(r["suite"], r["split"])].append(r)
-    for (suite_name, split), group in groups.items():
-        report.failures += _replay(load_suite(suite_name), split, group, num_envs, progress)
+            groups[(r["suite"], r["split"], json.dumps(_env_kwargs(r), sort_keys=True))].append(r)
+    for (suite_name, split, env_kwargs), group in groups.items():
+        report.failures += _replay(load_suite(suite_name), split, json.loads(env_kwargs), group, num_envs, progress)
     return report
+
+
+def _env_kwargs(r: dict) -> dict:
+    """The env settings an agent plays with: those of the runner's agent of that name (none for any other
+    agent), never what a file asks for."""
+    return dict(AGENTS[r["agent"]].env_kwargs) if r["agent"] in AGENTS else {}
 
 
 def _suite_problems(r: dict) -> list[str]:
@@ -116,6 +124,9 @@ def _suite_problems(r: dict) -> list[str]:
                 f"{suite.version} hash {suite.content_hash[:16]}"]
     if r["env_id"] != suite.env_id:
         return [f"env {r['env_id']!r}; {suite.name} is played on {suite.env_id!r}"]
+    if r["agent_config"].get("env_kwargs", {}) != _env_kwargs(r):
+        return [f"env settings {r['agent_config'].get('env_kwargs')!r}; agent {r['agent']!r} plays with "
+                f"{_env_kwargs(r)}"]
     if r["split"] not in suite.splits:
         return [f"split {r['split']!r} is not one of {sorted(suite.splits)}"]
     entries = suite.entries(r["split"])
@@ -130,7 +141,7 @@ def _suite_problems(r: dict) -> list[str]:
     return []
 
 
-def _replay(suite, split: str, records: list[dict], num_envs: int, progress: bool) -> list[str]:
+def _replay(suite, split: str, env_kwargs: dict, records: list[dict], num_envs: int, progress: bool) -> list[str]:
     import gymnasium as gym
     import torch
 
@@ -138,7 +149,7 @@ def _replay(suite, split: str, records: list[dict], num_envs: int, progress: boo
 
     torch.set_num_threads(1)
     env = gym.make_vec(suite.env_id, num_envs=min(num_envs, len(records)), autoreset_mode="Disabled",
-                       progress=progress, **suite.make_kwargs(split))
+                       progress=progress, **suite.make_kwargs(split), **env_kwargs)
     failures, playable = [], []
     try:
         index = {name: i for i, name in enumerate(env.unwrapped.action_names)}
@@ -152,14 +163,14 @@ def _replay(suite, split: str, records: list[dict], num_envs: int, progress: boo
             return failures
         policy = ReplayPolicy([[index[a] for a in r["actions"]] for r in playable], index["stop"])
         replays = run_episodes(env, policy, [r["episode_seed"] for r in playable], progress=progress,
-                               desc="replay", instances=[r["instance"] for r in playable])
+                               desc="replay", instances=[r["instance"] for r in playable], option=suite.reset_option)
     finally:
         env.close()
-    found = defaultdict(list)
+    found = defaultdict(list)  # an episode seed names one suite entry of one run, so it names the instance too
     for e in replays:
-        found[(e.seed, e.instance, tuple(e.actions))].append(e)
+        found[(e.seed, tuple(e.actions))].append(e)
     for r in playable:
-        matches = found.get((r["episode_seed"], r["instance"], tuple(r["actions"])))
+        matches = found.get((r["episode_seed"], tuple(r["actions"])))
         if not matches:
             failures.append(f"{_name(r)}: the replayed episode did not end exactly after the recorded "
                             f"{len(r['actions'])} actions")

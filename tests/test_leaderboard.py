@@ -13,12 +13,13 @@ import pytest
 from llm_repair_gym import suites
 from llm_repair_gym.cli import main
 from llm_repair_gym.leaderboard import score_matrices, write_leaderboard
+from llm_repair_gym.meta_tasks import meta_tasks
 from llm_repair_gym.results import MAX_LINE_BYTES, read_many, read_results
 from llm_repair_gym.runner import plan_jobs, run_job, run_jobs
 from llm_repair_gym.verify import verify_results
 
 SUITE = "LLMRepair-Suite-v0"
-CARRIED = Path(__file__).resolve().parents[1] / "leaderboard"
+CARRIED = Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard"
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +57,14 @@ def test_an_edited_suite_file_is_refused(tmp_path, monkeypatch):
 
 def test_training_on_a_suite_draws_only_its_train_instances(tiny_zoo):
     suite = suites.load_suite(SUITE)
-    env = gym.make_vec("LLMRepair-v0", num_envs=16, suite=SUITE, progress=False)
+    env = gym.make_vec("LLMRepair-v0", num_envs=12, suite=SUITE, progress=False)
     try:
         _, info = env.reset(seed=0)
         seen = set(info["instance"].tolist())
-        for _ in range(3):
-            _, _, _, _, info = env.step(np.full(16, env.unwrapped.action_names.index("stop")))
+        for _ in range(2):
+            _, _, _, _, info = env.step(np.full(12, env.unwrapped.action_names.index("stop")))
             seen |= set(info["instance"].tolist())
-        assert seen <= set(suite.instance_ids("train")) and len(seen) > 16
+        assert seen <= set(suite.instance_ids("train")) and len(seen) > 12
         assert 7 not in set(info["zoo_model"].tolist())
         wrong = suites.Suite(**{**suite.__dict__, "splits": {"train": (suites.SuiteEntry(
             0, 0, 3, "none", None, 0.0),)}})
@@ -112,6 +113,18 @@ def test_verify_accepts_honest_results_and_names_every_forged_episode(results, t
     assert main(["verify", str(results / "episodes" / "noop")]) == 0
 
 
+def test_explain_replays_a_results_episode_step_by_step(results, tmp_path, capsys):
+    path = results / "episodes" / "heuristic" / "seed1.jsonl"
+    record = read_results(path)[1]
+    assert main(["explain", str(path), "--episode", "1", "--out-dir", str(tmp_path)]) == 0
+    trace = json.loads((tmp_path / "trace.json").read_text())
+    assert abs(trace["return"] - record["return"]) < 1e-6 and trace["instance"] == record["instance"]
+    assert [step["action"] for step in trace["steps"][1:]] == record["actions"]
+    assert (tmp_path / "trace.png").stat().st_size > 0
+    assert main(["explain", str(path), "--episode", "9"]) == 2
+    assert "--episode must lie in [0, 4)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("content, message", [
     (b"{not json\n", "line 1: not a JSON line"),
     (b"[1, 2]\n", "a record is a JSON object"),
@@ -150,7 +163,7 @@ def test_leaderboard_normalizes_per_entry_and_ranks_with_intervals(results, tmp_
     scores, facts = score_matrices(read_many([results / "episodes"]))
     assert facts["entries"] == 4 and facts["agents"]["oracle"]["runs"] == 2
     assert np.allclose(scores["oracle"].mean(0), 1) and np.allclose(scores["noop"], 0)
-    assert all(u["fault"] == "none" for u in facts["unscaled_entries"])
+    assert all(u["faults"] == ["none"] for u in facts["unscaled_entries"])
     board = write_leaderboard([results / "episodes"], tmp_path)
     assert board["ranking"][-1] == "noop" and set(board["ranking"]) == {"noop", "heuristic", "oracle"}
     low, high = board["metrics"]["heuristic"]["IQM"]["ci95"]
@@ -184,17 +197,36 @@ def test_runner_trains_an_agent_on_the_suite_and_plays_it(tiny_zoo, tmp_path):
     assert eval_kwargs == {"suite": SUITE}
     records = read_results(tmp_path / "episodes" / "dqn" / "seed1.jsonl")
     assert len(records) == 2 and records[0]["agent_config"]["total_steps"] == 24
+    for steps, finished in ((24, 1), (32, 0)):  # another configuration is not a finished job
+        assert len(plan_jobs(["dqn"], [1], SUITE, "test", tmp_path, limit=2, total_steps=steps, train_envs=2)[1]) == \
+            finished
 
 
 def test_ray_runs_the_same_job_as_a_local_worker(results, tmp_path):
     pytest.importorskip("ray")
-    todo, _ = plan_jobs(["heuristic"], [1], SUITE, "test", tmp_path, limit=4)
+    todo, _ = plan_jobs(["heuristic"], [1], SUITE, "test", tmp_path, limit=1)
     run_jobs(todo, ray_address="local", progress=False)
     import ray
 
     ray.shutdown()
-    assert (tmp_path / "episodes" / "heuristic" / "seed1.jsonl").read_bytes() == \
-        (results / "episodes" / "heuristic" / "seed1.jsonl").read_bytes()
+    local = (results / "episodes" / "heuristic" / "seed1.jsonl").read_text().splitlines()[0]  # entry 0 of 4
+    assert (tmp_path / "episodes" / "heuristic" / "seed1.jsonl").read_text() == local + "\n"
+
+
+def test_the_meta_suite_runs_verifies_and_ranks_against_the_heuristic(tiny_zoo, tmp_path):
+    suite = suites.load_suite("LLMMetaRepair-Suite-v0")
+    assert [e.task for e in suite.entries("test")] == [t["id"] for t in meta_tasks("test")]
+    assert suite.make_kwargs("test") == {"preset": "tiny", "split": "test"} and suite.references == ("noop",
+                                                                                                   "heuristic")
+    todo, _ = plan_jobs(["noop", "heuristic"], [1], suite.name, "test", tmp_path, limit=1)
+    run_jobs(todo, workers=1, progress=False)
+    records = read_results(tmp_path / "episodes" / "heuristic" / "seed1.jsonl")
+    assert [r["instance"] for r in records] == [0]
+    assert {r["fault"] for r in records} <= {"none", "weight_noise", "bad_hparams"}
+    assert verify_results([tmp_path / "episodes"], progress=False).ok
+    assert write_leaderboard([tmp_path / "episodes"], tmp_path / "board")["references"] == ["noop", "heuristic"]
+    with pytest.raises(ValueError, match="do not play LLMMetaRepair-v0"):
+        plan_jobs(["oracle"], [1], suite.name, "test", tmp_path)
 
 
 def test_carried_leaderboard_results_verify(tmp_path):

@@ -143,6 +143,21 @@ def test_the_start_model_is_the_initialization_on_the_task(micro):
     assert torch.equal(env.state.fact_tables, facts)
 
 
+def test_the_task_reset_option_sets_one_reset_only(micro):
+    env = gym.make_vec("LLMMetaRepair-v0", num_envs=3, split="test", **micro).unwrapped
+    try:
+        _, info = env.reset(seed=5, options={"task": [4, 0, 31]})
+        assert info["task"].tolist() == [4, 0, 31]
+        _, drawn = env.reset(seed=5)  # the option was for that reset: the same seeds now draw their own tasks
+        _, again = env.reset(seed=5)
+        assert drawn["task"].tolist() == again["task"].tolist() != [4, 0, 31]
+        for bad in ([0, 1], 32, [0, -1, 2], 1.5):
+            with pytest.raises(ValueError, match="options\\['task'\\]"):
+                env.reset(seed=5, options={"task": bad})
+    finally:
+        env.close()
+
+
 def test_single_env_interface_state_and_determinism(micro):
     env = gym.make("LLMMetaRepair-v0", split="test", **micro)
     task = env.unwrapped.sample_tasks(1)[0]

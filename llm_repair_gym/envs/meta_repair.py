@@ -122,6 +122,25 @@ class LLMMetaRepairVectorEnv(LLMRepairVectorEnv):
         raise ValueError(f"task {task.get('id', '?')!r} is not a task of the {self.split!r} split: set_task takes "
                          f"a task from sample_tasks() or meta_tasks({self.split!r})")
 
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        """LLMRepair-v0's reset, plus ``options["task"]``: an index into the split's tasks (an int, or one per
+        env) that sets the reset envs' task for this reset only (``set_task`` sets it for every later one)."""
+        options = dict(options or {})
+        if "task" not in options:
+            return super().reset(seed=seed, options=options)
+        task = options.pop("task")
+        ids = np.broadcast_to(np.asarray(task), (self.num_envs,)) if np.ndim(task) == 0 else np.asarray(task)
+        if ids.shape != (self.num_envs,) or not np.issubdtype(ids.dtype, np.integer) or \
+                ids.min() < 0 or ids.max() >= len(self.tasks):
+            raise ValueError(f"options['task'] must be an int or {self.num_envs} ints in [0, {len(self.tasks)}) "
+                             f"(the tasks of the {self.split!r} split), got {task!r}")
+        saved = self._task_choice
+        self._task_choice = ids.astype(np.int64)
+        try:
+            return super().reset(seed=seed, options=options)
+        finally:
+            self._task_choice = saved
+
     def _chosen_models(self, env_ids: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(self._task_choice, device=self.device)[env_ids]
 
@@ -198,7 +217,8 @@ def _meta_manual() -> str:
     the task's fact table: an exact change of coordinates, see the module docstring), a pool of training
     examples, then a fault drawn from `faults` and injected live (no instance bank: start models depend on the
     task). A reset draws a task of the split uniformly from the env's stream, unless `set_task` fixed one:
-    then every later episode of that env (autoresets included) is set in it. `healthy_accuracy` in the info
+    then every later episode of that env (autoresets included) is set in it; `reset(options={"task": k})`
+    (an int, or one per env) sets the reset envs' task for that reset only. `healthy_accuracy` in the info
     is the initialization's accuracy on the task before the fault. `reset(seed=s)` seeds env `i` with
     `s + i`; unseeded resets continue each env's stream, as in LLMRepair-v0.""",
         "Arguments": """\
@@ -210,6 +230,7 @@ def _meta_manual() -> str:
     LLMRepair-v0's info, and `task`: the index of the episode's task in `meta_tasks(split)` (also in
     `zoo_model`).""",
         "Version History": f"""\
+    * v0 (0.7): unchanged dynamics; the reset option `task`; render modes `ansi` and `rgb_array`.
     * v0 (0.6): unchanged dynamics.
     * v0 (0.5): initial version; meta-task splits v{META_TASKS_VERSION}.""",
     })

@@ -817,6 +817,8 @@ def _manual(**overrides: str) -> str:
     `output="torch"` the values are device tensors, and `fault.type`, `fault.target` and `action` are indices
     (into `env.fault_names`, the fault's blocks or families (-1: none), `env.action_names`).""",
         "Version History": """\
+    * v0 (0.7): unchanged dynamics (every figure stands); render modes `ansi` and `rgb_array`; `suite=`
+      restricts resets to an evaluation suite's instances (`llm_repair_gym.suites`).
     * v0 (0.6): unchanged dynamics (every figure stands); new agents only (DQN from demonstrations).
     * v0 (0.5): unchanged dynamics (every figure stands); `LLMMetaRepair-v0`, the same env over meta-task
       variants, is registered beside it. Saved states carry the package version, so 0.4 states are refused.
