@@ -185,9 +185,10 @@ def _plot_intervals(stats: dict, path: Path) -> Path:
             ax.plot(m["ci95"], [row, row], color=f"C{row % 10}", linewidth=6, alpha=0.6)
             ax.plot([m["point"]], [row], "k|", markersize=14)
         ax.set_title(metric)
-        ax.set_yticks(range(len(ranked)), ranked if k == 0 else [])
+        ax.tick_params(labelleft=k == 0)
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel("normalized score")
+    axes[0].set_yticks(range(len(ranked)), ranked)  # the axes share y: one call labels every panel's rows
     axes[0].invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
