@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train or load agents and play them on a suite split")
     run.add_argument("--agents", nargs="+", default=["all"], choices=["all", *AGENTS], metavar="AGENT",
                      help=f"'all' (every agent that plays the suite's env) or some of {', '.join(AGENTS)}")
-    run.add_argument("--suite", default=suite_names()[0], choices=suite_names())
+    run.add_argument("--suite", default="LLMRepair-Suite-v0", choices=suite_names())
     run.add_argument("--split", default="test", choices=("train", "test"))
     run.add_argument("--seeds", type=_positive, default=10, help="runs per agent: seeds 1..SEEDS")
     run.add_argument("--total-steps", type=_positive, default=4_000, help="training env steps of trained agents")

@@ -31,6 +31,13 @@ def results(tiny_zoo, tmp_path_factory):
     return out
 
 
+def test_the_runner_command_line_defaults_to_the_repair_suite():
+    from llm_repair_gym.cli import build_parser
+
+    args = build_parser().parse_args(["run"])
+    assert (args.suite, args.split, args.seeds, args.agents) == (SUITE, "test", 10, ["all"])
+
+
 def test_suite_is_frozen_hashed_and_holds_a_zoo_model_out():
     suite = suites.load_suite(SUITE)
     train_models = {e.zoo_model for e in suite.entries("train")}
