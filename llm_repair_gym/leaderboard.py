@@ -120,6 +120,7 @@ def aggregate(scores: dict[str, np.ndarray], seed: int = 0) -> dict:
     for upper, lower in zip(ranked, ranked[1:]):
         if scores[upper].shape[1] != scores[lower].shape[1]:
             continue
+        np.random.seed(seed)  # rliable's independent-samples bootstrap draws from numpy's global generator
         p, ci = rly.get_interval_estimates({"pair": (scores[upper], scores[lower])},
                                            metrics.probability_of_improvement, reps=REPS // 4,
                                            random_state=np.random.RandomState(seed))

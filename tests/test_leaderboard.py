@@ -233,13 +233,18 @@ def test_the_meta_suite_runs_verifies_and_ranks_against_the_heuristic(tiny_zoo, 
         plan_jobs(["oracle"], [1], suite.name, "test", tmp_path)
 
 
-def test_carried_leaderboard_results_verify(tmp_path):
-    """The repository's leaderboard: its table is what its results give, and a sample of them replays."""
-    board = json.loads((CARRIED / "leaderboard.json").read_text())
+@pytest.mark.parametrize("folder, per_agent", [("leaderboard", 3), ("leaderboard-meta", 1)])
+def test_carried_leaderboards_are_what_their_results_give_and_replay(tmp_path, folder, per_agent):
+    """A carried leaderboard: every agent has >= 10 runs, its table is the one its results give, and a sample
+    of its episodes (the first of each agent's run 1) replays."""
+    carried = CARRIED.parent / folder
+    board = json.loads((carried / "leaderboard.json").read_text())
     assert min(a["runs"] for a in board["agents"].values()) >= 10
+    write_leaderboard([carried / "episodes"], tmp_path / "board")
+    assert (tmp_path / "board" / "leaderboard.md").read_text() == (carried / "leaderboard.md").read_text()
     sample = []
-    for path in sorted((CARRIED / "episodes").glob("*/seed1.jsonl")):
-        sample += read_results(path)[:3]
+    for path in sorted((carried / "episodes").glob("*/seed1.jsonl")):
+        sample += read_results(path)[:per_agent]
     assert {r["agent"] for r in sample} == set(board["agents"])
     path = tmp_path / "sample.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in sample))
