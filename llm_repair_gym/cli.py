@@ -60,7 +60,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from llm_repair_gym.explain import explain_episode
     from llm_repair_gym.results import read_results
-    from llm_repair_gym.runner import AGENTS
+    from llm_repair_gym.runner import agent_env_kwargs
     from llm_repair_gym.suites import load_suite
 
     records = read_results(args.results)
@@ -68,7 +68,7 @@ def _explain(args: argparse.Namespace) -> int:
         raise ValueError(f"--episode must lie in [0, {len(records)}): {args.results} holds {len(records)} episodes")
     r = records[args.episode]
     suite = load_suite(r["suite"])
-    env_kwargs = {**suite.make_kwargs(r["split"]), **(AGENTS[r["agent"]].env_kwargs if r["agent"] in AGENTS else {})}
+    env_kwargs = {**suite.make_kwargs(r["split"]), **agent_env_kwargs(r["agent"])}
     trace = explain_episode(suite.env_id, env_kwargs, r["episode_seed"], r["instance"], r["actions"], args.out_dir,
                             option=suite.reset_option)
     print(f"{r['agent']} seed {r['seed']} entry {r['index']} ({r['fault']}): return {trace['return']:.4f} "

@@ -133,7 +133,7 @@ def run_job(job: Job) -> str:
     names = env_names(suite.env_id)
     policy = _policy(job, suite, *names)
     env = gym.make_vec(suite.env_id, num_envs=min(job.eval_envs, len(entries)), autoreset_mode="Disabled",
-                       progress=False, **suite.make_kwargs(job.split), **AGENTS[job.agent].env_kwargs)
+                       progress=False, **suite.make_kwargs(job.split), **agent_env_kwargs(job.agent))
     try:
         seeds = suite.episode_seeds(job.split, job.seed)[:len(entries)]
         records = run_episodes(env, policy, seeds, progress=False, instances=[e.instance for e in entries],
@@ -226,6 +226,11 @@ def _finished(job: Job, expected_hash: str) -> bool:
         return json.loads(first).get("config_hash") == expected_hash
     except (json.JSONDecodeError, AttributeError):
         return False
+
+
+def agent_env_kwargs(agent: str) -> dict:
+    """The env settings ``agent`` plays with: its table entry's, none for an agent the table does not know."""
+    return dict(AGENTS[agent].env_kwargs) if agent in AGENTS else {}
 
 
 def agents_for(env_id: str) -> list[str]:

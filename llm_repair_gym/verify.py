@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from llm_repair_gym.results import read_many
-from llm_repair_gym.runner import AGENTS
+from llm_repair_gym.runner import agent_env_kwargs
 from llm_repair_gym.suites import load_suite, suite_names
 
 TOLERANCE = 1e-6
@@ -105,16 +105,11 @@ def verify_results(paths: list[str | Path], num_envs: int = 8, progress: bool = 
         seen.add(key)
         report.failures += [f"{name}: {p}" for p in problems]
         if not problems:
-            groups[(r["suite"], r["split"], json.dumps(_env_kwargs(r), sort_keys=True))].append(r)
+            # the env settings come from the runner's agent table, never from the file
+            groups[(r["suite"], r["split"], json.dumps(agent_env_kwargs(r["agent"]), sort_keys=True))].append(r)
     for (suite_name, split, env_kwargs), group in groups.items():
         report.failures += _replay(load_suite(suite_name), split, json.loads(env_kwargs), group, num_envs, progress)
     return report
-
-
-def _env_kwargs(r: dict) -> dict:
-    """The env settings an agent plays with: those of the runner's agent of that name (none for any other
-    agent), never what a file asks for."""
-    return dict(AGENTS[r["agent"]].env_kwargs) if r["agent"] in AGENTS else {}
 
 
 def _suite_problems(r: dict) -> list[str]:
@@ -124,9 +119,9 @@ def _suite_problems(r: dict) -> list[str]:
                 f"{suite.version} hash {suite.content_hash[:16]}"]
     if r["env_id"] != suite.env_id:
         return [f"env {r['env_id']!r}; {suite.name} is played on {suite.env_id!r}"]
-    if r["agent_config"].get("env_kwargs", {}) != _env_kwargs(r):
+    if r["agent_config"].get("env_kwargs", {}) != agent_env_kwargs(r["agent"]):
         return [f"env settings {r['agent_config'].get('env_kwargs')!r}; agent {r['agent']!r} plays with "
-                f"{_env_kwargs(r)}"]
+                f"{agent_env_kwargs(r['agent'])}"]
     if r["split"] not in suite.splits:
         return [f"split {r['split']!r} is not one of {sorted(suite.splits)}"]
     entries = suite.entries(r["split"])

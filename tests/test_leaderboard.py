@@ -107,13 +107,17 @@ def test_verify_accepts_honest_results_and_names_every_forged_episode(results, t
     forged[2]["episode_seed"] += 1
     forged[3]["package_version"] = "0.0.1"
     forged.append(json.loads(lines[3]))  # an episode twice
+    hostile = json.loads(lines[0])
+    hostile["seed"], hostile["agent_config"]["env_kwargs"] = 3, {"cache_dir": "/etc"}
+    forged.append(hostile)
     path = tmp_path / "forged.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in forged))
     report = verify_results([path], progress=False)
     text = report.text()
-    assert not report.ok and len(report.failures) == 5, text
+    assert not report.ok and len(report.failures) == 6, text
     for needle in ("entry 0 (test): return", "entry 1 (test): the replayed episode did not end",
-                   "entry 2 (test): instance", "entry 3 (test): made with package 0.0.1", "appears twice"):
+                   "entry 2 (test): instance", "entry 3 (test): made with package 0.0.1", "appears twice",
+                   "seed 3 entry 0 (test): env settings {'cache_dir': '/etc'}; agent 'heuristic' plays with {}"):
         assert needle in text
     assert main(["verify", str(path)]) == 1
     assert main(["verify", str(results / "episodes" / "noop")]) == 0
