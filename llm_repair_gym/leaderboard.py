@@ -112,6 +112,7 @@ def aggregate(scores: dict[str, np.ndarray], seed: int = 0) -> dict:
     def func(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x), metrics.aggregate_optimality_gap(x)])
 
+    np.random.seed(seed)  # rliable's bootstraps draw (part of) their indices from numpy's global generator
     points, intervals = rly.get_interval_estimates(scores, func, reps=REPS, random_state=np.random.RandomState(seed))
     ranked = sorted(scores, key=lambda a: -points[a][0])
     board = {a: {m: {"point": float(points[a][k]), "ci95": [float(intervals[a][0, k]), float(intervals[a][1, k])]}
@@ -120,7 +121,7 @@ def aggregate(scores: dict[str, np.ndarray], seed: int = 0) -> dict:
     for upper, lower in zip(ranked, ranked[1:]):
         if scores[upper].shape[1] != scores[lower].shape[1]:
             continue
-        np.random.seed(seed)  # rliable's independent-samples bootstrap draws from numpy's global generator
+        np.random.seed(seed)
         p, ci = rly.get_interval_estimates({"pair": (scores[upper], scores[lower])},
                                            metrics.probability_of_improvement, reps=REPS // 4,
                                            random_state=np.random.RandomState(seed))
