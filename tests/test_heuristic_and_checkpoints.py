@@ -12,6 +12,7 @@ from agents.dqn import DQNAgent, DQNConfig
 from agents.heuristic import HeuristicPolicy
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
 from llm_repair_gym.evaluation import evaluate_on_held_out, run_episodes
+from llm_repair_gym.tasks import FAMILIES
 
 
 class NoInfo:
@@ -80,3 +81,30 @@ def test_carried_checkpoint_replays_its_recorded_returns(tmp_path, capsys):
         (copy / "policy.json").write_text(json.dumps({**meta, "eval_episodes": 2, "eval_episode_returns": returns}))
         assert replay([str(copy)]) == verdict
     assert "episode 0 (seed" in capsys.readouterr().out  # the mismatching episode is named
+
+
+def test_lookahead_over_the_heuristic_is_exact_and_never_worse(micro_env_kwargs):
+    """benchmarks/headroom.py: the branch of the heuristic's own choice is its episode, bit for bit, and the
+    lookahead's actions replayed on a fresh env give the lookahead's return, which is at least the heuristic's."""
+    from benchmarks.headroom import Script, play_entry
+
+    def make(n):
+        return LLMRepairVectorEnv(num_envs=n, instances="test", autoreset_mode="Disabled", max_episode_steps=4,
+                                  **micro_env_kwargs)
+
+    single = make(1)
+    names, features = single.action_names, single.feature_names
+    env = make(len(names))  # one slot per action
+    instance, seed = 3, 12
+    result = play_entry(env, single, seed, instance, names, features)
+    played = run_episodes(single, HeuristicPolicy(names, features), [seed], progress=False, instances=[instance])[0]
+    assert result["heuristic_return"] == played.episode_return
+    assert result["return"] >= played.episode_return - 1e-9
+    replayed = run_episodes(single, Script([names.index(a) for a in result["actions"]]), [seed], progress=False,
+                            instances=[instance])[0]
+    assert replayed.episode_return == pytest.approx(result["return"], abs=1e-12)
+    # the final models are scored again: on the reward's validation examples as the env reports them, and on the
+    # test split
+    assert result["heuristic_accuracy"]["val"] == pytest.approx([played.final_accuracy[f] for f in FAMILIES])
+    assert result["accuracy"]["val"] == pytest.approx([replayed.final_accuracy[f] for f in FAMILIES])
+    assert all(0 <= a <= 1 for a in result["accuracy"]["test"] + result["heuristic_accuracy"]["test"])
