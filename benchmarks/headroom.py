@@ -1,6 +1,6 @@
 """How much better than the observation-only heuristic can a repair be? One-step lookahead over its rollouts.
 
-    python -m benchmarks.headroom --seeds 1 --out-dir results/headroom
+    python -m benchmarks.headroom --seeds 1 --per-fault 4   # about an hour on one core
 
 The rollout algorithm (Bertsekas & Tsitsiklis, 1996; Bertsekas, 2019, ch. 2) improves a base policy by
 simulation: in every state it tries each action once, lets the base policy finish the episode from there,
@@ -21,8 +21,9 @@ scored once more on the task suite's test split, which neither the reward nor th
 an improvement a learner could hope to find shows there too; a lucky draw does not.
 
 Writes ``headroom.json`` (per entry: fault, both returns and action sequences, the heuristic's choice at
-every step, both final models' test-split accuracy per family; finished entries are kept when the command
-is run again), ``headroom.png``, and prints the per-fault summary.
+every step, both final models' accuracy per family on the validation examples and on the test split;
+finished entries are kept when the command is run again), ``headroom.png``, and prints the per-fault
+summary.
 """
 
 from __future__ import annotations
@@ -109,8 +110,9 @@ class Script:
 
 
 def _branch_values(env, heuristic: HeuristicPolicy, obs, info, stop: int) -> np.ndarray:
-    """Return of taking action ``k`` in slot ``k`` and following the heuristic to the episode's end (a finished
-    slot is reset and takes the cheap ``stop`` until every slot is done; its rewards no longer count)."""
+    """Return of taking action ``k`` in slot ``k`` and following the heuristic to the episode's end. Every slot's
+    heuristic starts from its counters after its own choice at this step (what it remembers doing); a finished
+    slot is reset and takes the cheap ``stop`` until every slot is done, and its rewards no longer count."""
     n = env.num_envs
     returns = np.zeros(n)
     live = np.ones(n, dtype=bool)
@@ -127,7 +129,7 @@ def _branch_values(env, heuristic: HeuristicPolicy, obs, info, stop: int) -> np.
 
 
 def play_entry(env, single, seed: int, instance: int, action_names: list[str], feature_names: list[str]) -> dict:
-    """The lookahead episode of one suite entry, and the test-split accuracy after it and after the heuristic's."""
+    """The lookahead episode of one suite entry, and the final accuracies after it and after the heuristic's."""
     heuristic = HeuristicPolicy(action_names, feature_names)
     result = lookahead_episode(env, heuristic, seed, instance, action_names.index("stop"))
     result["accuracy"] = final_accuracy(single, seed, instance, Script(result["actions"]))
