@@ -43,9 +43,10 @@ import llm_repair_gym  # noqa: F401  (registers the env ids)
 from agents.heuristic import HeuristicPolicy
 from llm_repair_gym.dynamics import validation_accuracy
 from llm_repair_gym.evaluation import env_names
-from llm_repair_gym.leaderboard import MIN_GAP
+from llm_repair_gym.leaderboard import entry_bounds
 from llm_repair_gym.results import read_many
 from llm_repair_gym.suites import load_suite
+from llm_repair_gym.verify import ReplayPolicy
 
 
 def lookahead_episode(env, heuristic: HeuristicPolicy, seed: int, instance: int, stop: int) -> dict:
@@ -95,20 +96,6 @@ def final_accuracy(env, seed: int, instance: int, policy) -> dict[str, list[floa
                                         state.fact_tables)[0].tolist()}
 
 
-class Script:
-    """A policy that plays a fixed action sequence (in a one-env vector env)."""
-
-    def __init__(self, actions: list[int]) -> None:
-        self.actions = actions
-
-    def reset(self, env_mask: np.ndarray) -> None:
-        self.step = 0
-
-    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
-        self.step += 1
-        return np.array([self.actions[self.step - 1]])
-
-
 def _branch_values(env, heuristic: HeuristicPolicy, obs, info, stop: int) -> np.ndarray:
     """Return of taking action ``k`` in slot ``k`` and following the heuristic to the episode's end. Every slot's
     heuristic starts from its counters after its own choice at this step (what it remembers doing); a finished
@@ -132,7 +119,8 @@ def play_entry(env, single, seed: int, instance: int, action_names: list[str], f
     """The lookahead episode of one suite entry, and the final accuracies after it and after the heuristic's."""
     heuristic = HeuristicPolicy(action_names, feature_names)
     result = lookahead_episode(env, heuristic, seed, instance, action_names.index("stop"))
-    result["accuracy"] = final_accuracy(single, seed, instance, Script(result["actions"]))
+    result["accuracy"] = final_accuracy(single, seed, instance,
+                                        ReplayPolicy([result["actions"]], action_names.index("stop")))
     result["heuristic_accuracy"] = final_accuracy(single, seed, instance, heuristic)
     return {**result, "actions": [action_names[a] for a in result["actions"]],
             "heuristic_choices": [action_names[a] for a in result["heuristic_choices"]]}
@@ -193,23 +181,16 @@ def summarize(rows: list[dict], records: list[dict], suite: str, split: str) -> 
     of the lookahead; how many of the lookahead's actions differ from what the heuristic would have done in
     their place; the lookahead's gain in raw return and in final accuracy (mean over families) on the
     validation examples (the reward's: return gain = validation gain + compute saved) and on the test split."""
-    records = [r for r in records if r["suite"] == suite and r["split"] == split]
-    by = {}
-    for r in records:
-        by.setdefault(r["agent"], {}).setdefault(r["index"], []).append(r)
-    low = {i: np.mean([r["return"] for r in rs]) for i, rs in by["noop"].items()}
-    high = {i: np.mean([r["return"] for r in rs]) for i, rs in by["oracle"].items()}
-    heuristic = {(r["seed"], r["index"]): r["return"] for r in records if r["agent"] == "heuristic"}
+    bounds = entry_bounds([r for r in records if r["suite"] == suite and r["split"] == split])
     table: dict[str, dict[str, list]] = {}
     for row in rows:
-        i = row["index"]
-        if high[i] - low[i] < MIN_GAP:
+        if row["index"] not in bounds:  # an entry the references do not scale
             continue
-        scale = high[i] - low[i]
+        low, high = bounds[row["index"]]
         cell = table.setdefault(row["fault"], {"heuristic": [], "lookahead": [], "deviations": [], "return_gain": [],
                                                "val_accuracy_gain": [], "test_accuracy_gain": []})
-        cell["heuristic"].append((heuristic[(row["seed"], i)] - low[i]) / scale)
-        cell["lookahead"].append((row["return"] - low[i]) / scale)
+        cell["heuristic"].append((row["heuristic_return"] - low) / (high - low))
+        cell["lookahead"].append((row["return"] - low) / (high - low))
         cell["return_gain"].append(row["return"] - row["heuristic_return"])
         cell["deviations"].append(sum(a != b for a, b in zip(row["actions"], row["heuristic_choices"])))
         for split in ("val", "test"):

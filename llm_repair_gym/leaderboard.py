@@ -54,27 +54,10 @@ def score_matrices(records: list[dict]) -> tuple[dict[str, np.ndarray], dict]:
     ``facts`` holds the suite, split, entries used and left out, and the per-agent raw figures. Every agent
     must cover the same entries in each of its runs; records of several suites or splits are refused.
     """
-    keys = {(r["suite"], r["suite_hash"], r["split"]) for r in records}
-    if len(keys) != 1:
-        raise ValueError(f"results mix suites or splits: {sorted(k[0::2] for k in keys)}; rank one at a time")
-    by_agent: dict[str, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for r in records:
-        by_agent[r["agent"]][r["seed"]][r["index"]] = r
+    keys, by_agent, entries, raw = _returns(records)
     suite, _, split = next(iter(keys))
     low_ref, high_ref = load_suite(suite).references
-    missing = [name for name in (low_ref, high_ref) if name not in by_agent]
-    if missing:
-        raise ValueError(f"no results for {missing}: the normalization needs runs of {[low_ref, high_ref]}")
-    entries = sorted({i for runs in by_agent.values() for run in runs.values() for i in run})
-    for agent, runs in by_agent.items():
-        for seed, run in runs.items():
-            if sorted(run) != entries:
-                raise ValueError(f"{agent} seed {seed} covers {len(run)} of the {len(entries)} entries the results "
-                                 "hold; every run must play the same entries")
-    raw = {agent: np.array([[runs[s][i]["return"] for i in entries] for s in sorted(runs)]) for agent, runs in
-           by_agent.items()}
-    low, high = raw[low_ref].mean(0), raw[high_ref].mean(0)
-    scaled = high - low >= MIN_GAP
+    low, high, scaled = _reference_bounds(raw, suite)
     scores = {agent: (x[:, scaled] - low[scaled]) / (high[scaled] - low[scaled]) for agent, x in raw.items()}
     faults = [sorted({run[i]["fault"] for run in by_agent[high_ref].values()}) for i in entries]
     facts = {"suite": suite, "suite_hash": next(iter(keys))[1], "split": split, "references": [low_ref, high_ref],
@@ -101,6 +84,46 @@ def score_matrices(records: list[dict]) -> tuple[dict[str, np.ndarray], dict]:
                 "description", ""),
         }
     return scores, facts
+
+
+def entry_bounds(records: list[dict]) -> dict[int, tuple[float, float]]:
+    """``{entry index: (low, high)}`` on every entry the references scale: the mean returns of the suite's two
+    references there, which :func:`score_matrices` normalizes by (for episodes played outside the runner, as
+    ``benchmarks/headroom.py`` does)."""
+    keys, _, entries, raw = _returns(records)
+    low, high, scaled = _reference_bounds(raw, next(iter(keys))[0])
+    return {i: (float(a), float(b)) for i, a, b, s in zip(entries, low, high, scaled) if s}
+
+
+def _returns(records: list[dict]) -> tuple[set, dict, list[int], dict[str, np.ndarray]]:
+    """The records' (suite, hash, split), ``{agent: {seed: {entry: record}}}``, the entries, and each agent's
+    returns ``[runs, entries]``; refuses records of several suites or splits and runs of other entries."""
+    keys = {(r["suite"], r["suite_hash"], r["split"]) for r in records}
+    if len(keys) != 1:
+        raise ValueError(f"results mix suites or splits: {sorted(k[0::2] for k in keys)}; rank one at a time")
+    by_agent: dict[str, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        by_agent[r["agent"]][r["seed"]][r["index"]] = r
+    entries = sorted({i for runs in by_agent.values() for run in runs.values() for i in run})
+    for agent, runs in by_agent.items():
+        for seed, run in runs.items():
+            if sorted(run) != entries:
+                raise ValueError(f"{agent} seed {seed} covers {len(run)} of the {len(entries)} entries the results "
+                                 "hold; every run must play the same entries")
+    raw = {agent: np.array([[runs[s][i]["return"] for i in entries] for s in sorted(runs)]) for agent, runs in
+           by_agent.items()}
+    return keys, by_agent, entries, raw
+
+
+def _reference_bounds(raw: dict[str, np.ndarray], suite: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per entry: the mean returns of the suite's lower and upper references, and whether they scale it (the
+    upper gains at least :data:`MIN_GAP`)."""
+    low_ref, high_ref = load_suite(suite).references
+    missing = [name for name in (low_ref, high_ref) if name not in raw]
+    if missing:
+        raise ValueError(f"no results for {missing}: the normalization needs runs of {[low_ref, high_ref]}")
+    low, high = raw[low_ref].mean(0), raw[high_ref].mean(0)
+    return low, high, high - low >= MIN_GAP
 
 
 def aggregate(scores: dict[str, np.ndarray], seed: int = 0) -> dict:

@@ -86,7 +86,8 @@ def test_carried_checkpoint_replays_its_recorded_returns(tmp_path, capsys):
 def test_lookahead_over_the_heuristic_is_exact_and_never_worse(micro_env_kwargs):
     """benchmarks/headroom.py: the branch of the heuristic's own choice is its episode, bit for bit, and the
     lookahead's actions replayed on a fresh env give the lookahead's return, which is at least the heuristic's."""
-    from benchmarks.headroom import Script, play_entry
+    from benchmarks.headroom import play_entry
+    from llm_repair_gym.verify import ReplayPolicy
 
     def make(n):
         return LLMRepairVectorEnv(num_envs=n, instances="test", autoreset_mode="Disabled", max_episode_steps=4,
@@ -100,8 +101,8 @@ def test_lookahead_over_the_heuristic_is_exact_and_never_worse(micro_env_kwargs)
     played = run_episodes(single, HeuristicPolicy(names, features), [seed], progress=False, instances=[instance])[0]
     assert result["heuristic_return"] == played.episode_return
     assert result["return"] >= played.episode_return - 1e-9
-    replayed = run_episodes(single, Script([names.index(a) for a in result["actions"]]), [seed], progress=False,
-                            instances=[instance])[0]
+    replayed = run_episodes(single, ReplayPolicy([[names.index(a) for a in result["actions"]]], names.index("stop")),
+                            [seed], progress=False, instances=[instance])[0]
     assert replayed.episode_return == pytest.approx(result["return"], abs=1e-12)
     # the final models are scored again: on the reward's validation examples as the env reports them, and on the
     # test split
