@@ -14,10 +14,11 @@ from llm_repair_gym.instances import BankConfig, blank_state, build_instances, i
 from llm_repair_gym.tasks import FAMILIES
 
 
-@pytest.fixture
-def micro(micro_env_kwargs, tmp_path):
-    """Micro env kwargs with a private cache and a bank built one instance at a time."""
-    return {**micro_env_kwargs, "cache_dir": str(tmp_path),
+@pytest.fixture(scope="module")
+def micro(micro_env_kwargs, tmp_path_factory):
+    """Micro env kwargs with a cache private to this module and a bank built one instance at a time (built
+    once, by the first test that asks; the cache test damages and rebuilds it)."""
+    return {**micro_env_kwargs, "cache_dir": str(tmp_path_factory.mktemp("instances")),
             "bank": BankConfig(train_size=6, test_size=6, min_drop=0.0, build_batch=1)}
 
 
@@ -38,18 +39,17 @@ def test_a_bank_instance_is_the_live_instance_of_its_seed(micro):
 
 
 def test_splits_are_disjoint_balanced_and_cached(micro, recwarn):
-    config = BankConfig(train_size=12, test_size=6, min_drop=0.0)
-    train = LLMRepairVectorEnv(num_envs=2, **{**micro, "bank": config}).bank
-    test = LLMRepairVectorEnv(num_envs=2, instances="test", **{**micro, "bank": config}).bank
+    train = LLMRepairVectorEnv(num_envs=2, **micro).bank
+    test = LLMRepairVectorEnv(num_envs=2, instances="test", **micro).bank
     assert set(train.tensors["seed"].tolist()).isdisjoint(test.tensors["seed"].tolist())
-    assert train.counts.tolist() == [2] * len(FAULT_NAMES) and test.counts.tolist() == [1] * len(FAULT_NAMES)
+    assert train.counts.tolist() == test.counts.tolist() == [1] * len(FAULT_NAMES)
     assert train.path != test.path and json.loads((train.path / MANIFEST_FILE).read_text())["split"] == "train"
-    assert LLMRepairVectorEnv(num_envs=1, **{**micro, "bank": config}).bank is train  # one copy per process
+    assert LLMRepairVectorEnv(num_envs=1, **micro).bank is train  # one copy per process
     path, tensors = train.path, {k: v.clone() for k, v in train.tensors.items()}
     mtime = (path / WEIGHTS_FILE).stat().st_mtime_ns
     del train, test
     gc.collect()  # no env holds the bank any more: the next env loads it from disk
-    again = LLMRepairVectorEnv(num_envs=1, **{**micro, "bank": config}).bank
+    again = LLMRepairVectorEnv(num_envs=1, **micro).bank
     assert (path / WEIGHTS_FILE).stat().st_mtime_ns == mtime  # served from the cache, not rebuilt
     assert not [w for w in recwarn.list if "invalid" in str(w.message)]
     del again
@@ -58,8 +58,8 @@ def test_splits_are_disjoint_balanced_and_cached(micro, recwarn):
     data[-3] ^= 0xFF
     (path / WEIGHTS_FILE).write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="instance bank cache .* invalid"):
-        repaired = LLMRepairVectorEnv(num_envs=1, **{**micro, "bank": config}).bank
-    assert all(torch.equal(repaired.tensors[k], tensors[k]) for k in tensors)
+        repaired = LLMRepairVectorEnv(num_envs=1, **micro).bank
+    assert all(torch.equal(repaired.tensors[k], tensors[k]) for k in tensors)  # the module's bank, rebuilt
 
 
 def test_weak_draws_are_drawn_again(micro):
