@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import dataclasses
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,6 +48,7 @@ from tqdm import tqdm
 
 from agents.schedules import LinearSchedule
 from agents.tabular_q import as_vector_env, autoreset_mode, final_observations
+from agents.training_log import training_log
 
 
 @dataclass
@@ -508,11 +507,9 @@ class DQNAgent:
         completed_returns: list[float] = []
         steps_done = 0
         with (
-            open(os.devnull if log_path is None else log_path, "w", newline="") as log_file,
+            training_log(log_path) as log,
             tqdm(total=total_steps, disable=not progress_bar, desc="DQN") as progress,
         ):
-            log = csv.writer(log_file)
-            log.writerow(["global_step", "metric", "value"])
             while steps_done < total_steps:
                 actions = self.act(obs, epsilon=epsilon(steps_done))
                 next_obs, reward, terminated, truncated, info = vec_env.step(actions)
@@ -538,8 +535,7 @@ class DQNAgent:
                 episode_length[real] += 1
                 for env_index in np.flatnonzero(done & real):
                     completed_returns.append(float(episode_return[env_index]))
-                    log.writerow([self.num_steps, "episodic_return", completed_returns[-1]])
-                    log.writerow([self.num_steps, "episodic_length", int(episode_length[env_index])])
+                    log.episode(self.num_steps, completed_returns[-1], episode_length[env_index])
                     episode_return[env_index] = 0.0
                     episode_length[env_index] = 0
                     progress.set_postfix(mean_return_100=np.mean(completed_returns[-100:]), refresh=False)
@@ -561,7 +557,7 @@ class DQNAgent:
                             self.optimizer.param_groups[0]["lr"] = config.learning_rate * remaining
                         for _ in range(config.gradient_steps):
                             loss = self.train_step()
-                        log.writerow([self.num_steps, "loss", loss.item()])
+                        log.scalar(self.num_steps, "loss", loss.item())
                     if _crossed_multiple(steps_before, steps_done, config.target_network_frequency):
                         self.update_target_network()
                 if callback is not None and callback(self):

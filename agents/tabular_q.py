@@ -22,6 +22,7 @@ from gymnasium.vector import AutoresetMode
 from tqdm import tqdm
 
 from agents.schedules import LinearSchedule, Schedule, as_schedule
+from agents.training_log import training_log
 
 DEFAULT_EPSILON = LinearSchedule(1.0, 0.05, 10_000)
 """Default exploration: epsilon decays from 1.0 to 0.05 over the first 10k environment steps."""
@@ -120,21 +121,25 @@ class TabularQAgent:
         self.q_table[pair_states, pair_actions] += self.alpha * mean_td_error
         return td_error
 
-    def learn(self, env: gym.Env | gym.vector.VectorEnv, total_steps: int, progress_bar: bool = False) -> list[float]:
+    def learn(self, env: gym.Env | gym.vector.VectorEnv, total_steps: int, progress_bar: bool = False,
+              log_path: str | Path | None = None) -> list[float]:
         """Run epsilon-greedy Q-learning on ``env`` for ``total_steps`` environment steps.
 
         A vector env contributes one transition per sub-environment per step; autoreset steps of the
-        ``NEXT_STEP`` mode are not counted. The env is reset at the start. Returns the undiscounted return
-        of every episode completed, in order of completion.
+        ``NEXT_STEP`` mode are not counted. The env is reset at the start. ``log_path``, if given, receives
+        every finished episode's return and length by env step (``agents.training_log``). Returns the
+        undiscounted return of every episode completed, in order of completion.
         """
         vec_env = as_vector_env(env)
         same_step = autoreset_mode(vec_env) is AutoresetMode.SAME_STEP
         obs, _ = vec_env.reset(seed=int(self.rng.integers(2**31)))
         resetting = np.zeros(vec_env.num_envs, dtype=bool)
         episode_return = np.zeros(vec_env.num_envs)
+        episode_length = np.zeros(vec_env.num_envs, dtype=np.int64)
         completed_returns: list[float] = []
         steps_done = 0
-        with tqdm(total=total_steps, disable=not progress_bar, desc="tabular Q") as progress:
+        with training_log(log_path) as log, tqdm(total=total_steps, disable=not progress_bar,
+                                                  desc="tabular Q") as progress:
             while steps_done < total_steps:
                 actions = self.act(obs, greedy=False)
                 next_obs, reward, terminated, truncated, info = vec_env.step(actions)
@@ -149,9 +154,12 @@ class TabularQAgent:
                 progress.update(min(steps_done, total_steps) - progress.n)
 
                 episode_return[real] += reward[real]
+                episode_length[real] += 1
                 for env_index in np.flatnonzero(done & real):
                     completed_returns.append(float(episode_return[env_index]))
+                    log.episode(self.num_steps, completed_returns[-1], episode_length[env_index])
                     episode_return[env_index] = 0.0
+                    episode_length[env_index] = 0
                 if done.any():
                     progress.set_postfix(mean_return_100=np.mean(completed_returns[-100:]), refresh=False)
                 if not same_step:

@@ -15,7 +15,6 @@ other agent of the leaderboard is scored on. Writes, under ``--out-dir`` (defaul
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 
 from stable_baselines3.common.callbacks import BaseCallback
@@ -24,6 +23,7 @@ from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.loading import load_policy
 from agents.sb3_baselines import AGENT_NAMES, ALGOS, build_model, load_hyperparams, normalize_kwargs, save_policy
+from agents.training_log import LOG_FILE, TrainingLog, training_log
 from llm_repair_gym.evaluation import add_run_arguments, check_run_arguments, evaluate_and_save, prepare_run
 from llm_repair_gym.sb3 import make_sb3_vec_env
 
@@ -41,17 +41,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class EpisodeLog(BaseCallback):
-    """Writes every finished episode's return and length (from ``VecMonitor``) to a CSV writer."""
+    """Writes every finished episode's return and length (from ``VecMonitor``) to a training log."""
 
-    def __init__(self, writer) -> None:
+    def __init__(self, log: TrainingLog) -> None:
         super().__init__()
-        self.writer = writer
+        self.log = log
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
             if "episode" in info:
-                self.writer.writerow([self.num_timesteps, "episodic_return", info["episode"]["r"]])
-                self.writer.writerow([self.num_timesteps, "episodic_length", info["episode"]["l"]])
+                self.log.episode(self.num_timesteps, info["episode"]["r"], info["episode"]["l"])
         return True
 
 
@@ -68,10 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
         venv = VecNormalize(venv, **{"norm_reward": False, **norm})
     model = build_model(args.algo, venv, hyperparams, seed=args.seed, device=args.device)
     start = time.perf_counter()
-    with open(out_dir / "train.csv", "w", newline="") as log:
-        writer = csv.writer(log)
-        writer.writerow(["global_step", "metric", "value"])
-        model.learn(args.total_steps, callback=EpisodeLog(writer), progress_bar=True)
+    with training_log(out_dir / LOG_FILE) as log:
+        model.learn(args.total_steps, callback=EpisodeLog(log), progress_bar=True)
     train_seconds = time.perf_counter() - start
     save_policy(model, out_dir, args.algo, hyperparams, feature_names, args.env_id,
                 vec_normalize=venv if norm is not None else None, seed=args.seed,

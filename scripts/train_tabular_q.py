@@ -5,8 +5,8 @@
 The Box observation is cut into ``llm_repair_gym.wrappers.DEFAULT_BINS`` (validation accuracy per family,
 lr, loss spread, budget: 216 states). The agent learns on the native vector env and is evaluated greedily on
 held-out evaluation set ``--eval-set`` (default: the seed). Writes, under ``--out-dir``: ``agent.npz``
-(``TabularQAgent.load``) with ``policy.json`` (``agents.load_policy``), ``returns.csv`` (training episode
-returns) and ``eval.json``.
+(``TabularQAgent.load``) with ``policy.json`` (``agents.load_policy``), ``train.csv`` (episodic return and
+length by env step, ``agents.training_log``) and ``eval.json``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import json
 import time
 
 import gymnasium as gym
-import numpy as np
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.loading import POLICY_FILE
 from agents.schedules import LinearSchedule
 from agents.tabular_q import TabularQAgent
+from agents.training_log import LOG_FILE
 from llm_repair_gym.evaluation import (
     GreedyPolicy,
     add_run_arguments,
@@ -55,12 +55,11 @@ def main(argv: list[str] | None = None) -> dict:
     epsilon = LinearSchedule(args.start_e, args.end_e, round(args.exploration_fraction * args.total_steps))
     agent = TabularQAgent.for_env(env, alpha=args.alpha, gamma=args.gamma, epsilon=epsilon, seed=args.seed)
     start = time.perf_counter()
-    returns = agent.learn(env, args.total_steps, progress_bar=True)
+    agent.learn(env, args.total_steps, progress_bar=True, log_path=out_dir / LOG_FILE)
     train_seconds = time.perf_counter() - start
     discretizer, feature_names = env.discretizer, list(env.unwrapped.feature_names)
     env.close()
     agent.save(out_dir / "agent.npz")
-    np.savetxt(out_dir / "returns.csv", np.asarray(returns), header="episodic_return", comments="")
     (out_dir / POLICY_FILE).write_text(json.dumps({
         "kind": "tabular_q", "env_id": args.env_id, "package_version": llm_repair_gym.__version__,
         "feature_names": feature_names, "bins": {k: list(v) for k, v in DEFAULT_BINS.items()},

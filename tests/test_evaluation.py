@@ -85,6 +85,7 @@ def test_training_scripts_save_and_evaluate_on_held_out_episodes(tiny_zoo, tmp_p
     summary = _script(name).main(["--seed", "3", "--num-envs", "2", "--total-steps", "24", "--eval-episodes", "2",
                                   "--out-dir", str(tmp_path), *extra])
     assert (tmp_path / saved).exists()
+    assert (tmp_path / "train.csv").read_text().startswith("global_step,metric,value\n")  # the learning curve
     written = json.loads((tmp_path / "eval.json").read_text())
     assert written["summary"]["mean_return"] == summary["mean_return"]
     assert summary["eval_set"] == 3 and summary["total_steps"] >= 24

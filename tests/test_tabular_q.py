@@ -170,3 +170,18 @@ def test_linear_schedule() -> None:
     schedule = LinearSchedule(1.0, 0.0, 4)
     assert [schedule(step) for step in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     assert LinearSchedule(1.0, 0.1, 0)(0) == 0.1
+
+
+def test_training_log_holds_every_finished_episode(tmp_path) -> None:
+    env = gym.make_vec("Taxi-v4", num_envs=4, vectorization_mode="sync")
+    agent = TabularQAgent.for_env(env, alpha=0.1, epsilon=LinearSchedule(1.0, 0.1, 500), seed=3)
+    returns = agent.learn(env, total_steps=1000, log_path=tmp_path / "train.csv")
+    lines = (tmp_path / "train.csv").read_text().splitlines()
+    assert lines[0] == "global_step,metric,value"
+    rows = [line.split(",") for line in lines[1:]]
+    assert [r[1] for r in rows] == ["episodic_return", "episodic_length"] * len(returns) and len(returns) >= 4
+    assert [float(r[2]) for r in rows[::2]] == returns
+    steps, lengths = [int(r[0]) for r in rows[::2]], [int(r[2]) for r in rows[1::2]]
+    assert steps == sorted(steps) and steps[-1] <= agent.num_steps
+    assert all(1 <= n <= 200 for n in lengths) and sum(lengths) <= agent.num_steps  # Taxi truncates at 200
+    assert sum(lengths) > agent.num_steps - 4 * 200  # only the 4 unfinished episodes are missing
