@@ -16,6 +16,11 @@ mean and the optimality gap (1 - score, clipped at 1, averaged), each with a 95%
 interval over runs; the probability that an agent improves on the one ranked below it; performance profiles
 (the fraction of runs x entries scoring above each threshold). Agents are ranked by IQM.
 
+rliable's stratified bootstrap draws a run for each entry on its own, as if one run's entries were
+independent of each other. A trained agent's runs are not: a seed that trained badly is bad on every entry.
+So the mean also gets a second interval, :data:`RUN_MEAN`, from resampling whole runs (each run's mean over
+the entries), which is wider where training seeds differ and is the one to read when comparing learners.
+
 Outputs in ``--out-dir``: ``leaderboard.md`` (the table), ``leaderboard.json`` (every figure),
 ``leaderboard.html`` (a static page with the table and the plots embedded, viewable offline; the page marks
 ``<body data-images-loaded=K>`` once its K images have decoded, which ``tests/test_leaderboard.py`` checks in
@@ -45,7 +50,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 MIN_GAP = 0.02  # an entry whose upper reference gains less than this over the no-op is not normalized
 REPS = 2000  # bootstrap resamples
 THRESHOLDS = np.linspace(-0.5, 1.25, 71)  # performance-profile thresholds
-METRICS = ("IQM", "mean", "optimality gap")
+METRICS = ("IQM", "mean", "optimality gap")  # rliable's, with stratified-bootstrap intervals
+RUN_MEAN = "mean, runs resampled"  # the mean with an interval from resampling whole runs
+COLUMNS = ("IQM", "mean", RUN_MEAN, "optimality gap")  # as the table and the interval plot show them
 
 
 def score_matrices(records: list[dict]) -> tuple[dict[str, np.ndarray], dict]:
@@ -127,8 +134,9 @@ def _reference_bounds(raw: dict[str, np.ndarray], suite: str) -> tuple[np.ndarra
 
 
 def aggregate(scores: dict[str, np.ndarray], seed: int = 0) -> dict:
-    """IQM, mean and optimality gap with 95% stratified-bootstrap intervals, ranked by IQM, and the probability
-    of improvement of each agent over the next one down."""
+    """IQM, mean and optimality gap with 95% stratified-bootstrap intervals, the mean with a whole-run
+    interval (:func:`run_mean_interval`), ranked by IQM, and the probability of improvement of each agent over
+    the next one down."""
     from rliable import library as rly
     from rliable import metrics
 
@@ -140,6 +148,8 @@ def aggregate(scores: dict[str, np.ndarray], seed: int = 0) -> dict:
     ranked = sorted(scores, key=lambda a: -points[a][0])
     board = {a: {m: {"point": float(points[a][k]), "ci95": [float(intervals[a][0, k]), float(intervals[a][1, k])]}
                  for k, m in enumerate(METRICS)} for a in ranked}
+    for agent in ranked:
+        board[agent][RUN_MEAN] = run_mean_interval(scores[agent], seed)
     improvement = []
     for upper, lower in zip(ranked, ranked[1:]):
         if scores[upper].shape[1] != scores[lower].shape[1]:
@@ -152,6 +162,15 @@ def aggregate(scores: dict[str, np.ndarray], seed: int = 0) -> dict:
         improvement.append({"agent": upper, "over": lower, "probability": float(np.ravel(p["pair"])[0]),
                             "ci95": [float(low), float(high)]})
     return {"ranking": ranked, "metrics": board, "probability_of_improvement": improvement}
+
+
+def run_mean_interval(scores: np.ndarray, seed: int = 0) -> dict:
+    """The mean of ``scores [runs, entries]`` with a 95% percentile interval from resampling whole runs
+    (:data:`REPS` times): the spread a new set of training seeds would show."""
+    per_run = scores.mean(1)
+    draws = np.random.default_rng(seed).integers(0, len(per_run), (REPS, len(per_run)))
+    low, high = np.percentile(per_run[draws].mean(1), [2.5, 97.5])
+    return {"point": float(scores.mean()), "ci95": [float(low), float(high)]}
 
 
 def write_leaderboard(paths: list[str | Path], out_dir: str | Path, seed: int = 0) -> dict:
@@ -184,14 +203,14 @@ def markdown_table(board: dict) -> str:
              f"({board['normalized_entries']} normalized; {board['references'][0]} = 0, {board['references'][1]} "
              "= 1 per entry), runs per agent as "
              "listed. IQM, mean and optimality gap over runs x entries with 95% stratified-bootstrap intervals "
-             "(rliable).", "",
-             "| rank | agent | runs | IQM | mean | optimality gap | P(better than next) | return | unscaled | steps "
+             f"(rliable); `{RUN_MEAN}`: the mean with a 95% interval from resampling whole runs.", "",
+             "| rank | agent | runs | " + " | ".join(COLUMNS) + " | P(better than next) | return | unscaled | steps "
              "| GFLOPs | safety cost | stops |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     improvement = {p["agent"]: p for p in board["probability_of_improvement"]}
     for rank, agent in enumerate(board["ranking"], start=1):
         m, a = board["metrics"][agent], board["agents"][agent]
-        cells = [f"{m[k]['point']:.2f} [{m[k]['ci95'][0]:.2f}, {m[k]['ci95'][1]:.2f}]" for k in METRICS]
+        cells = [f"{m[k]['point']:.2f} [{m[k]['ci95'][0]:.2f}, {m[k]['ci95'][1]:.2f}]" for k in COLUMNS]
         poi = improvement.get(agent)
         none = "-" if a["unscaled_mean_return"] is None else f"{a['unscaled_mean_return']:.3f}"
         lines.append(f"| {rank} | {agent} | {a['runs']} | " + " | ".join(cells) + " | "
@@ -203,8 +222,8 @@ def markdown_table(board: dict) -> str:
 
 def _plot_intervals(stats: dict, path: Path) -> Path:
     ranked = stats["ranking"]
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 0.45 * len(ranked) + 1.2), sharey=True)
-    for k, (ax, metric) in enumerate(zip(axes, METRICS)):
+    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(4 * len(COLUMNS), 0.45 * len(ranked) + 1.2), sharey=True)
+    for k, (ax, metric) in enumerate(zip(axes, COLUMNS)):
         for row, agent in enumerate(ranked):
             m = stats["metrics"][agent][metric]
             ax.plot(m["ci95"], [row, row], color=f"C{row % 10}", linewidth=6, alpha=0.6)
@@ -275,14 +294,14 @@ def _plot_curves(paths: list[str | Path], ranked: list[str], path: Path, bin_ste
 
 def _html(board: dict, images: dict[str, Path]) -> str:
     agents = board["agents"]
-    head = ("rank", "agent", "runs", *METRICS, "return", "unscaled", "steps", "GFLOPs", "safety cost",
+    head = ("rank", "agent", "runs", *COLUMNS, "return", "unscaled", "steps", "GFLOPs", "safety cost",
             "description")
     rows = []
     for rank, agent in enumerate(board["ranking"], start=1):
         m, a = board["metrics"][agent], agents[agent]
         none = "-" if a["unscaled_mean_return"] is None else f"{a['unscaled_mean_return']:.3f}"
         cells = [str(rank), agent, str(a["runs"]),
-                 *(f"{m[k]['point']:.2f} [{m[k]['ci95'][0]:.2f}, {m[k]['ci95'][1]:.2f}]" for k in METRICS),
+                 *(f"{m[k]['point']:.2f} [{m[k]['ci95'][0]:.2f}, {m[k]['ci95'][1]:.2f}]" for k in COLUMNS),
                  f"{a['mean_return']:.3f}", none, f"{a['mean_steps']:.1f}", f"{a['mean_flops'] / 1e9:.2f}",
                  f"{a['mean_safety_cost']:.3f}", a["description"]]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
@@ -303,7 +322,8 @@ img{{max-width:100%}}</style></head>
 <p>{board['entries']} entries, {board['normalized_entries']} normalized ({board['references'][0]} = 0,
 {board['references'][1]} = 1 per entry);
 IQM, mean and optimality gap over runs x entries with 95% stratified-bootstrap intervals (rliable,
-{board['bootstrap_reps']} resamples). Suite hash {html.escape(board['suite_hash'][:16])}.</p>
+{board['bootstrap_reps']} resamples); {html.escape(RUN_MEAN)}: the mean with a 95% interval from resampling
+whole runs. Suite hash {html.escape(board['suite_hash'][:16])}.</p>
 <table id="leaderboard"><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 {figures}

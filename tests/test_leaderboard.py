@@ -12,7 +12,7 @@ from rliable import metrics
 
 from llm_repair_gym import suites
 from llm_repair_gym.cli import main
-from llm_repair_gym.leaderboard import score_matrices, write_leaderboard
+from llm_repair_gym.leaderboard import aggregate, run_mean_interval, score_matrices, write_leaderboard
 from llm_repair_gym.meta_tasks import meta_tasks
 from llm_repair_gym.results import MAX_LINE_BYTES, read_many, read_results
 from llm_repair_gym.runner import plan_jobs, run_job, run_jobs
@@ -258,3 +258,14 @@ def test_carried_leaderboards_are_what_their_results_give_and_replay(tmp_path, f
     path.write_text("".join(json.dumps(r) + "\n" for r in sample))
     report = verify_results([path], progress=False)
     assert report.ok, report.text()
+
+
+def test_the_whole_run_interval_keeps_a_bad_seed_bad_on_every_entry():
+    """Two runs, one perfect and one failed on all 10 entries: drawn whole, the runs' mean is 0, 0.5 or 1; rliable's
+    stratified bootstrap mixes the two runs entry by entry and reports a narrower interval."""
+    scores = np.vstack([np.ones(10), np.zeros(10)])
+    whole = run_mean_interval(scores)
+    assert whole == {"point": 0.5, "ci95": [0.0, 1.0]}
+    stratified = aggregate({"agent": scores})["metrics"]["agent"]["mean"]["ci95"]
+    assert 0.0 < stratified[0] < 0.5 < stratified[1] < 1.0
+    assert run_mean_interval(scores, seed=3) == run_mean_interval(scores, seed=3)
