@@ -106,6 +106,7 @@ def train_one(spec: dict) -> dict:
     from agents.demonstrations import learn_from_demonstrations
     from agents.dqn import DQNAgent
     from llm_repair_gym.evaluation import GreedyPolicy, held_out_instances, held_out_seeds
+    from llm_repair_gym.training_log import LOG_FILE
 
     torch.set_num_threads(1)
     out_dir = Path(spec["out_dir"])
@@ -154,14 +155,14 @@ def train_one(spec: dict) -> dict:
         demo_info = learn_from_demonstrations(agent, env, plan, spec["seed"])
         demo_steps = demo_info["env_steps"]
     evaluate_now(0)
-    agent.learn(env, spec["total_steps"], log_path=out_dir / "train.csv", callback=callback)
+    agent.learn(env, spec["total_steps"], log_path=out_dir / LOG_FILE, callback=callback)
     if curve[-1]["own_steps"] != agent.num_steps:
         evaluate_now(agent.num_steps)
     train_minutes = (time.perf_counter() - start) / 60
     agent.save(out_dir / "agent.pt")
     final = _play(eval_env, GreedyPolicy(agent.act), held_out_seeds(spec["seed"], EVAL_EPISODES),
                   held_out_instances(spec["seed"], EVAL_EPISODES, eval_env.unwrapped.bank.size))
-    losses = _td_losses(out_dir / "train.csv", [c["own_steps"] for c in curve])
+    losses = _td_losses(out_dir / LOG_FILE, [c["own_steps"] for c in curve])
     for point, loss in zip(curve, losses):
         point["td_loss"] = loss
     result = {**spec, "dqn_config": dataclasses.asdict(config), "demonstrations": demo_info,

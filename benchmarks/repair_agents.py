@@ -32,6 +32,7 @@ from agents.heuristic import HeuristicPolicy
 from llm_repair_gym.evaluation import env_names, evaluate_and_save, parse_env_kwargs
 from llm_repair_gym.faults import FAULT_NAMES
 from llm_repair_gym.runner import AGENTS
+from llm_repair_gym.training_log import LOG_FILE, read_episode_returns
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -177,17 +178,15 @@ def main() -> None:
 
 def plot_learning_curves(args: argparse.Namespace, path: Path, bin_steps: int = 500) -> None:
     """Mean training episode return per ``bin_steps`` env steps, over seeds (shaded: min to max), for every
-    agent that logs ``train.csv`` (tabular Q logs returns without steps and is left out)."""
+    agent that logs ``train.csv`` (``llm_repair_gym.training_log``)."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for agent in args.agents:
         curves = []
         for seed in args.seeds:
-            log = args.out_dir / f"{agent}_seed{seed}" / "train.csv"
+            log = args.out_dir / f"{agent}_seed{seed}" / LOG_FILE
             if not log.exists():
                 continue
-            rows = np.genfromtxt(log, delimiter=",", skip_header=1, dtype=None, encoding=None)
-            steps = np.array([r[0] for r in rows if r[1] == "episodic_return"], dtype=float)
-            returns = np.array([r[2] for r in rows if r[1] == "episodic_return"], dtype=float)
+            steps, returns = read_episode_returns(log).T
             bins = np.arange(bin_steps, args.total_steps + bin_steps, bin_steps)
             index = np.searchsorted(bins, steps, side="left")
             curves.append([returns[index == k].mean() if (index == k).any() else np.nan for k in range(len(bins))])

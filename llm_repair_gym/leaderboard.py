@@ -43,6 +43,7 @@ import numpy as np
 from llm_repair_gym.results import read_many
 from llm_repair_gym.runner import AGENTS
 from llm_repair_gym.suites import load_suite
+from llm_repair_gym.training_log import LOG_FILE, read_episode_returns
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -210,7 +211,7 @@ def markdown_table(board: dict) -> str:
     improvement = {p["agent"]: p for p in board["probability_of_improvement"]}
     for rank, agent in enumerate(board["ranking"], start=1):
         m, a = board["metrics"][agent], board["agents"][agent]
-        cells = [f"{m[k]['point']:.2f} [{m[k]['ci95'][0]:.2f}, {m[k]['ci95'][1]:.2f}]" for k in COLUMNS]
+        cells = [_estimate(m[k]) for k in COLUMNS]
         poi = improvement.get(agent)
         none = "-" if a["unscaled_mean_return"] is None else f"{a['unscaled_mean_return']:.3f}"
         lines.append(f"| {rank} | {agent} | {a['runs']} | " + " | ".join(cells) + " | "
@@ -218,6 +219,11 @@ def markdown_table(board: dict) -> str:
                      + f" | {a['mean_return']:.3f} | {none} | {a['mean_steps']:.1f} | {a['mean_flops'] / 1e9:.2f} | "
                      f"{a['mean_safety_cost']:.3f} | {a['stop_rate']:.2f} |")
     return "\n".join(lines)
+
+
+def _estimate(metric: dict) -> str:
+    """A point estimate and its interval, as the table cells show them: ``0.45 [0.38, 0.53]``."""
+    return f"{metric['point']:.2f} [{metric['ci95'][0]:.2f}, {metric['ci95'][1]:.2f}]"
 
 
 def _plot_intervals(stats: dict, path: Path) -> Path:
@@ -265,7 +271,7 @@ def _plot_curves(paths: list[str | Path], ranked: list[str], path: Path, bin_ste
     logs = defaultdict(list)
     for root in {Path(p).resolve().parent for p in paths if Path(p).is_dir()}:
         for agent in ranked:
-            logs[agent] += sorted((root / "train").glob(f"{agent}_seed*/train.csv"))
+            logs[agent] += sorted((root / "train").glob(f"{agent}_seed*/{LOG_FILE}"))
     logs = {a: files for a, files in logs.items() if files}
     if not logs:
         return None
@@ -273,8 +279,7 @@ def _plot_curves(paths: list[str | Path], ranked: list[str], path: Path, bin_ste
     for k, (agent, files) in enumerate(logs.items()):
         curves = []
         for file in files:
-            rows = [line.split(",") for line in file.read_text().splitlines()[1:]]
-            points = np.array([(float(r[0]), float(r[2])) for r in rows if r[1] == "episodic_return"])
+            points = read_episode_returns(file)
             if len(points):
                 bins = (points[:, 0] // bin_steps).astype(int)
                 curves.append({b: points[bins == b, 1].mean() for b in np.unique(bins)})
@@ -301,7 +306,7 @@ def _html(board: dict, images: dict[str, Path]) -> str:
         m, a = board["metrics"][agent], agents[agent]
         none = "-" if a["unscaled_mean_return"] is None else f"{a['unscaled_mean_return']:.3f}"
         cells = [str(rank), agent, str(a["runs"]),
-                 *(f"{m[k]['point']:.2f} [{m[k]['ci95'][0]:.2f}, {m[k]['ci95'][1]:.2f}]" for k in COLUMNS),
+                 *(_estimate(m[k]) for k in COLUMNS),
                  f"{a['mean_return']:.3f}", none, f"{a['mean_steps']:.1f}", f"{a['mean_flops'] / 1e9:.2f}",
                  f"{a['mean_safety_cost']:.3f}", a["description"]]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")

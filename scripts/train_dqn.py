@@ -36,6 +36,7 @@ from llm_repair_gym.evaluation import (
     evaluate_and_save,
     prepare_run,
 )
+from llm_repair_gym.training_log import LOG_FILE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.demonstrations != "none":
         demonstrations = {"demonstrations": learn_from_demonstrations(agent, env, args.plan, args.seed,
                                                                       progress=True)}
-    agent.learn(env, args.total_steps, log_path=out_dir / "train.csv", progress_bar=True)
+    agent.learn(env, args.total_steps, log_path=out_dir / LOG_FILE, progress_bar=True)
     train_seconds = time.perf_counter() - start
     feature_names = list(env.unwrapped.feature_names)
     env.close()

@@ -23,9 +23,9 @@ from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.loading import load_policy
 from agents.sb3_baselines import AGENT_NAMES, ALGOS, build_model, load_hyperparams, normalize_kwargs, save_policy
-from agents.training_log import LOG_FILE, TrainingLog, training_log
 from llm_repair_gym.evaluation import add_run_arguments, check_run_arguments, evaluate_and_save, prepare_run
 from llm_repair_gym.sb3 import make_sb3_vec_env
+from llm_repair_gym.training_log import LOG_FILE, TrainingLog, training_log
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

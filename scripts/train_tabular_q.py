@@ -6,7 +6,7 @@ The Box observation is cut into ``llm_repair_gym.wrappers.DEFAULT_BINS`` (valida
 lr, loss spread, budget: 216 states). The agent learns on the native vector env and is evaluated greedily on
 held-out evaluation set ``--eval-set`` (default: the seed). Writes, under ``--out-dir``: ``agent.npz``
 (``TabularQAgent.load``) with ``policy.json`` (``agents.load_policy``), ``train.csv`` (episodic return and
-length by env step, ``agents.training_log``) and ``eval.json``.
+length by env step, ``llm_repair_gym.training_log``) and ``eval.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.loading import POLICY_FILE
 from agents.schedules import LinearSchedule
 from agents.tabular_q import TabularQAgent
-from agents.training_log import LOG_FILE
 from llm_repair_gym.evaluation import (
     GreedyPolicy,
     add_run_arguments,
@@ -29,6 +28,7 @@ from llm_repair_gym.evaluation import (
     evaluate_and_save,
     prepare_run,
 )
+from llm_repair_gym.training_log import LOG_FILE
 from llm_repair_gym.wrappers import DEFAULT_BINS, VectorDiscretizeObservation
 
 
