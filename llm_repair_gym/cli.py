@@ -29,13 +29,16 @@ def _zoo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from llm_repair_gym.runner import agents_for, plan_jobs, run_jobs
+    from llm_repair_gym.runner import PLAYED_SOURCES, agents_for, plan_jobs, run_jobs
     from llm_repair_gym.suites import load_suite
 
     agents = agents_for(load_suite(args.suite).env_id) if args.agents == ["all"] else args.agents
     todo, done = plan_jobs(agents, args.seeds, args.suite, args.split, args.out_dir, rerun=args.rerun,
                            total_steps=args.total_steps, train_envs=args.num_envs, limit=args.limit)
     print(f"{len(todo)} jobs to run, {len(done)} already done (results in {args.out_dir}/episodes)")
+    if todo and (todo[0].git_commit or "").endswith("+dirty"):
+        print(f"warning: uncommitted changes under {', '.join(PLAYED_SOURCES)}; the results will name commit "
+              f"{todo[0].git_commit}, which no clone can check out. Commit first for results others can reproduce.")
     run_jobs(todo, workers=args.workers, ray_address=args.ray)
     return 0
 

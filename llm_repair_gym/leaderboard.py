@@ -87,7 +87,8 @@ def score_matrices(records: list[dict]) -> tuple[dict[str, np.ndarray], dict]:
             "crash_rate": float(np.mean([r["crashed"] for r in flat])),
             "stop_rate": float(np.mean([r["actions"][-1] == "stop" for r in flat])),
             "normalized_by_fault": per_fault, "config_hash": flat[0]["config_hash"],
-            "package_version": flat[0]["package_version"], "git_commit": flat[0]["git_commit"],
+            "package_version": flat[0]["package_version"],
+            "git_commits": list(dict.fromkeys(r["git_commit"] for r in flat)),  # in run order
             "description": AGENTS[agent].description if agent in AGENTS else flat[0]["agent_config"].get(
                 "description", ""),
         }

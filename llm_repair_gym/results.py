@@ -1,9 +1,10 @@
 """Results files: one JSON line per played episode, as ``llm-repair-gym run`` writes them and ``verify`` reads them.
 
 A line records who played (agent, its config and the config's hash), on what (suite, its version and hash,
-split, env id, package version, git commit), which episode (run seed, suite entry, bank instance, episode
-seed), and what came of it (return, steps, final accuracy per family, FLOPs, safety cost, whether the model
-crashed, and every action by name): enough to replay the episode on any CPU and check it.
+split, env id, package version, git commit: ``<hash>+dirty`` when the played sources had uncommitted changes),
+which episode (run seed, suite entry, bank instance, episode seed), and what came of it (return, steps, final
+accuracy per family, FLOPs, safety cost, whether the model crashed, and every action by name): enough to replay
+the episode on any CPU and check it.
 
 :func:`read_results` reads a file defensively: a file over :data:`MAX_FILE_BYTES`, a line over
 :data:`MAX_LINE_BYTES`, bad JSON, a missing or extra field or a value of the wrong type is refused with a

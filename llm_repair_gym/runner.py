@@ -14,7 +14,9 @@ them again).
 
 Jobs run in ``--workers`` local processes (one torch thread each); ``--ray ADDRESS`` sends the same jobs to
 a Ray cluster instead (``pip install "llm-repair-gym[ray]"``; ``--ray local`` starts one on this machine).
-Every job is deterministic on the CPU: the same job gives the same file, wherever it runs.
+Every job is deterministic on the CPU: the same job gives the same file, wherever it runs. Every line names
+the commit its jobs were planned at (HEAD when ``run`` started, so a commit made while jobs run does not
+relabel them), marked ``+dirty`` when the played sources had uncommitted changes; ``run`` warns then.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Job:
     train_envs: int = 16
     eval_envs: int = 8
     limit: int | None = None  # play only the split's first entries (smoke tests)
+    git_commit: str | None = None  # the source the job plays, fixed when it is planned (:func:`source_revision`)
 
     @property
     def path(self) -> Path:
@@ -144,7 +147,7 @@ def run_job(job: Job) -> str:
     common = {"format": RESULTS_FORMAT, "agent": job.agent, "agent_config": agent_config(job),
               "config_hash": config_hash(job, suite.content_hash), "suite": suite.name,
               "suite_version": suite.version, "suite_hash": suite.content_hash, "split": job.split,
-              "env_id": suite.env_id, "package_version": llm_repair_gym.__version__, "git_commit": git_commit(),
+              "env_id": suite.env_id, "package_version": llm_repair_gym.__version__, "git_commit": job.git_commit,
               "threads": torch.get_num_threads(), "seed": job.seed}
     lines = []
     for entry, episode_seed in zip(entries, seeds):
@@ -209,7 +212,9 @@ def plan_jobs(agents: list[str], seeds: list[int], suite: str, split: str, out_d
     foreign = [a for a in agents if env_id not in AGENTS[a].env_ids]
     if foreign:
         raise ValueError(f"{foreign} do not play {env_id} (the env of {suite}); its agents: {agents_for(env_id)}")
-    jobs = [Job(agent, seed, suite, split, str(out_dir), **settings) for agent in agents for seed in seeds]
+    revision = source_revision()
+    jobs = [Job(agent, seed, suite, split, str(out_dir), git_commit=revision, **settings)
+            for agent in agents for seed in seeds]
     suite_hash = load_suite(suite).content_hash
     done = [] if rerun else [j for j in jobs if _finished(j, config_hash(j, suite_hash))]
     return [j for j in jobs if j not in done], done
@@ -281,13 +286,26 @@ def _run_ray(jobs: list[Job], address: str, bar) -> list[str]:
     return paths
 
 
-def git_commit() -> str | None:
-    """The commit of the repository the package runs from, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+PLAYED_SOURCES = ("llm_repair_gym", "agents", "scripts", "pyproject.toml")
+"""The tracked paths that decide what a job plays: the package, the agents and their checkpoints, the training
+scripts and the dependency pins (results written into ``benchmarks/`` do not count)."""
+
+
+def source_revision(root: str | Path = REPO_ROOT) -> str | None:
+    """The commit a run plays: ``HEAD``'s hash, with ``+dirty`` appended when a tracked file under
+    :data:`PLAYED_SOURCES` differs from it (results that no commit reproduces); None outside a git checkout."""
+    def git(*arguments: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", *PLAYED_SOURCES)
+    return f"{commit}+dirty" if changed else commit
 
 
 def _folder_digest(folder: Path) -> str:

@@ -15,7 +15,7 @@ from llm_repair_gym.cli import main
 from llm_repair_gym.leaderboard import aggregate, run_mean_interval, score_matrices, write_leaderboard
 from llm_repair_gym.meta_tasks import meta_tasks
 from llm_repair_gym.results import MAX_LINE_BYTES, read_many, read_results
-from llm_repair_gym.runner import plan_jobs, run_job, run_jobs
+from llm_repair_gym.runner import plan_jobs, run_job, run_jobs, source_revision
 from llm_repair_gym.verify import verify_results
 
 SUITE = "LLMRepair-Suite-v0"
@@ -91,6 +91,7 @@ def test_runner_writes_one_complete_line_per_episode_and_resumes(results):
     assert [r["instance"] for r in records] == suite.instance_ids("test")[:4]
     first = records[0]
     assert first["agent"] == "heuristic" and first["env_id"] == "LLMRepair-v0" and first["threads"] == 1
+    assert first["git_commit"] == source_revision()
     assert first["actions"][-1] == "stop" and first["flops"] > 0 and set(first["final_accuracy"]) == {
         "syntax", "logic", "fact"}
     todo, done = plan_jobs(["heuristic", "oracle"], [1, 2], SUITE, "test", results, limit=4)
@@ -258,6 +259,31 @@ def test_carried_leaderboards_are_what_their_results_give_and_replay(tmp_path, f
     path.write_text("".join(json.dumps(r) + "\n" for r in sample))
     report = verify_results([path], progress=False)
     assert report.ok, report.text()
+    commits = {c for a in board["agents"].values() for c in a["git_commits"]}
+    assert all(len(c) == 40 and set(c) <= set("0123456789abcdef") for c in commits), commits  # none dirty
+
+
+def test_results_name_the_commit_planned_and_mark_uncommitted_sources(tmp_path):
+    def git(*arguments):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    assert source_revision(tmp_path) is None  # not a checkout
+    git("init", "-q")
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "policy.py").write_text("A = 1\n")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "board.md").write_text("| rank |\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "benchmarks" / "board.md").write_text("| rank | agent |\n")  # results are not played sources
+    (tmp_path / "agents" / "new.py").write_text("B = 2\n")  # nor is an untracked file
+    assert source_revision(tmp_path) == head
+    (tmp_path / "agents" / "policy.py").write_text("A = 2\n")
+    assert source_revision(tmp_path) == f"{head}+dirty"
+    todo, _ = plan_jobs(["noop"], [1, 2], SUITE, "test", tmp_path, limit=1)
+    assert {j.git_commit for j in todo} == {source_revision()}  # fixed at planning, then written by run_job
 
 
 def test_the_whole_run_interval_keeps_a_bad_seed_bad_on_every_entry():
