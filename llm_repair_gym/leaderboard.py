@@ -21,11 +21,12 @@ independent of each other. A trained agent's runs are not: a seed that trained b
 So the mean also gets a second interval, :data:`RUN_MEAN`, from resampling whole runs (each run's mean over
 the entries), which is wider where training seeds differ and is the one to read when comparing learners.
 
-Outputs in ``--out-dir``: ``leaderboard.md`` (the table), ``leaderboard.json`` (every figure),
-``leaderboard.html`` (a static page with the table and the plots embedded, viewable offline; the page marks
-``<body data-images-loaded=K>`` once its K images have decoded, which ``tests/test_leaderboard.py`` checks in
-headless Chromium), and the plots as PNG: ``intervals.png``, ``profiles.png`` and, when the results
-directory has trained runs beside it (``<results>/../train/<agent>_seed<s>/train.csv``), ``curves.png``.
+Outputs in ``--out-dir``: ``leaderboard.md`` (the table, then the runner's agents for the suite's env that
+the results hold no runs of), ``leaderboard.json`` (every figure), ``leaderboard.html`` (a static page with
+the table and the plots embedded, viewable offline; the page marks ``<body data-images-loaded=K>`` once its K
+images have decoded, which ``tests/test_leaderboard.py`` checks in headless Chromium), and the plots as PNG:
+``intervals.png``, ``profiles.png`` and, when the results directory has trained runs beside it
+(``<results>/../train/<agent>_seed<s>/train.csv``), ``curves.png``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import matplotlib
 import numpy as np
 
 from llm_repair_gym.results import read_many
-from llm_repair_gym.runner import AGENTS
+from llm_repair_gym.runner import AGENTS, agents_for
 from llm_repair_gym.suites import load_suite
 from llm_repair_gym.training_log import LOG_FILE, read_episode_returns
 
@@ -184,7 +185,8 @@ def write_leaderboard(paths: list[str | Path], out_dir: str | Path, seed: int = 
         warnings.simplefilter("ignore", FutureWarning)
         stats = aggregate(scores, seed)
         profiles = _plot_profiles(scores, stats["ranking"], out_dir / "profiles.png", seed)
-    board = {**facts, **stats, "min_gap": MIN_GAP, "bootstrap_reps": REPS}
+    board = {**facts, **stats, "min_gap": MIN_GAP, "bootstrap_reps": REPS,
+             "agents_without_runs": [a for a in agents_for(load_suite(facts["suite"]).env_id) if a not in scores]}
     images = {"intervals.png": _plot_intervals(stats, out_dir / "intervals.png"),
               "profiles.png": profiles}
     curves = _plot_curves(paths, stats["ranking"], out_dir / "curves.png")
@@ -192,8 +194,7 @@ def write_leaderboard(paths: list[str | Path], out_dir: str | Path, seed: int = 
         images["curves.png"] = curves
     board["plots"] = list(images)
     (out_dir / "leaderboard.json").write_text(json.dumps(board, indent=1) + "\n")
-    table = markdown_table(board)
-    (out_dir / "leaderboard.md").write_text(table + "\n")
+    (out_dir / "leaderboard.md").write_text(markdown_table(board) + "\n")
     (out_dir / "leaderboard.html").write_text(_html(board, images))
     return board
 
@@ -219,7 +220,15 @@ def markdown_table(board: dict) -> str:
                      + (f"{poi['probability']:.2f} [{poi['ci95'][0]:.2f}, {poi['ci95'][1]:.2f}]" if poi else "-")
                      + f" | {a['mean_return']:.3f} | {none} | {a['mean_steps']:.1f} | {a['mean_flops'] / 1e9:.2f} | "
                      f"{a['mean_safety_cost']:.3f} | {a['stop_rate']:.2f} |")
+    if board["agents_without_runs"]:
+        lines += ["", _missing(board)]
     return "\n".join(lines)
+
+
+def _missing(board: dict) -> str:
+    """The sentence naming the runner's agents for this env that the results do not hold."""
+    return f"Not on this board (the runner knows them; these results hold no runs of them): " \
+           f"{', '.join(board['agents_without_runs'])}."
 
 
 def _estimate(metric: dict) -> str:
@@ -332,6 +341,7 @@ IQM, mean and optimality gap over runs x entries with 95% stratified-bootstrap i
 whole runs. Suite hash {html.escape(board['suite_hash'][:16])}.</p>
 <table id="leaderboard"><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
+{f"<p>{html.escape(_missing(board))}</p>" if board["agents_without_runs"] else ""}
 {figures}
 <script>
 window.addEventListener("load", function () {{

@@ -184,6 +184,9 @@ def test_leaderboard_normalizes_per_entry_and_ranks_with_intervals(results, tmp_
     for name in ("leaderboard.md", "leaderboard.json", "leaderboard.html", "intervals.png", "profiles.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert f"| 1 | {board['ranking'][0]} |" in (tmp_path / "leaderboard.md").read_text()
+    assert board["agents_without_runs"][:2] == ["random", "tabular_q"] and "dqn_maml" not in board[
+        "agents_without_runs"]  # the runner's other agents for LLMRepair-v0, named under the table
+    assert "hold no runs of them): random, tabular_q, dqn," in (tmp_path / "leaderboard.md").read_text()
 
 
 def test_the_html_page_renders_its_table_and_every_image_in_headless_chromium(results, tmp_path):
