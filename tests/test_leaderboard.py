@@ -231,8 +231,11 @@ def test_the_meta_suite_runs_verifies_and_ranks_against_the_heuristic(tiny_zoo, 
     assert [e.task for e in suite.entries("test")] == [t["id"] for t in meta_tasks("test")]
     assert suite.make_kwargs("test") == {"preset": "tiny", "split": "test"} and suite.references == ("noop",
                                                                                                    "heuristic")
-    todo, _ = plan_jobs(["noop", "heuristic"], [1], suite.name, "test", tmp_path, limit=1)
+    todo, _ = plan_jobs(["noop", "heuristic", "sb3_a2c"], [1], suite.name, "test", tmp_path, limit=1, total_steps=16,
+                        train_envs=2)  # an SB3 agent trains on the meta-train tasks too (one 2 x 8-step update)
     run_jobs(todo, workers=1, progress=False)
+    trained = json.loads((tmp_path / "train" / "sb3_a2c_seed1" / "eval.json").read_text())["summary"]
+    assert trained["agent"] == "sb3_a2c" and trained["env_kwargs"] == suite.train_kwargs() == {"split": "train"}
     records = read_results(tmp_path / "episodes" / "heuristic" / "seed1.jsonl")
     assert [r["instance"] for r in records] == [0]
     assert {r["fault"] for r in records} <= {"none", "weight_noise", "bad_hparams"}

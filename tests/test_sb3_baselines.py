@@ -16,7 +16,11 @@ from agents.sb3_baselines import (
     parse_policy_kwargs,
     save_policy,
 )
+from llm_repair_gym.runner import AGENTS
 from llm_repair_gym.sb3 import make_sb3_vec_env
+
+SB3_AGENTS = [(name, env_id) for name, spec in AGENTS.items() if spec.script[:1] == ("scripts/train_sb3.py",)
+              for env_id in spec.env_ids]
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -30,6 +34,13 @@ def test_every_hyperparameter_file_reads_and_builds(micro_env_kwargs, algo):
     assert model.gamma == params["gamma"]
     assert model.lr_schedule(1.0) == (float(rate[4:]) if isinstance(rate, str) else rate)
     venv.close()
+
+
+@pytest.mark.parametrize("agent,env_id", SB3_AGENTS)
+def test_every_sb3_agent_of_the_runner_has_settings_for_every_env_it_plays(agent, env_id):
+    """The runner offers each SB3 agent on its ``env_ids``; training one there needs that env's entry."""
+    algo = AGENTS[agent].script[AGENTS[agent].script.index("--algo") + 1]
+    assert load_hyperparams(algo, env_id)["n_timesteps"] == 4000
 
 
 def test_policy_kwargs_are_parsed_not_evaluated():
