@@ -32,7 +32,7 @@ from agents.heuristic import HeuristicPolicy
 from llm_repair_gym.evaluation import env_names, evaluate_and_save, parse_env_kwargs
 from llm_repair_gym.faults import FAULT_NAMES
 from llm_repair_gym.runner import AGENTS
-from llm_repair_gym.training_log import LOG_FILE, read_episode_returns
+from llm_repair_gym.training_log import LOG_FILE, learning_curves
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -181,19 +181,11 @@ def plot_learning_curves(args: argparse.Namespace, path: Path, bin_steps: int = 
     agent that logs ``train.csv`` (``llm_repair_gym.training_log``)."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for agent in args.agents:
-        curves = []
-        for seed in args.seeds:
-            log = args.out_dir / f"{agent}_seed{seed}" / LOG_FILE
-            if not log.exists():
-                continue
-            steps, returns = read_episode_returns(log).T
-            bins = np.arange(bin_steps, args.total_steps + bin_steps, bin_steps)
-            index = np.searchsorted(bins, steps, side="left")
-            curves.append([returns[index == k].mean() if (index == k).any() else np.nan for k in range(len(bins))])
-        if curves:
-            curves = np.array(curves)
-            ax.plot(bins, np.nanmean(curves, 0), label=agent)
-            ax.fill_between(bins, np.nanmin(curves, 0), np.nanmax(curves, 0), alpha=0.15)
+        logs = [args.out_dir / f"{agent}_seed{seed}" / LOG_FILE for seed in args.seeds]
+        ends, returns = learning_curves([log for log in logs if log.exists()], bin_steps)
+        if len(returns):
+            ax.plot(ends, np.nanmean(returns, 0), label=agent)
+            ax.fill_between(ends, np.nanmin(returns, 0), np.nanmax(returns, 0), alpha=0.15)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("env steps")
     ax.set_ylabel(f"training episode return (mean per {bin_steps} steps)")

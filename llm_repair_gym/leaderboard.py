@@ -44,7 +44,7 @@ import numpy as np
 from llm_repair_gym.results import read_many
 from llm_repair_gym.runner import AGENTS, agents_for
 from llm_repair_gym.suites import load_suite
-from llm_repair_gym.training_log import LOG_FILE, read_episode_returns
+from llm_repair_gym.training_log import LOG_FILE, learning_curves
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -278,24 +278,19 @@ def _plot_profiles(scores: dict, ranked: list[str], path: Path, seed: int) -> Pa
 
 def _plot_curves(paths: list[str | Path], ranked: list[str], path: Path, bin_steps: int = 500) -> Path | None:
     """Mean training episode return per ``bin_steps`` env steps over seeds, for trained runs beside the results."""
-    logs = defaultdict(list)
-    for root in {Path(p).resolve().parent for p in paths if Path(p).is_dir()}:
-        for agent in ranked:
-            logs[agent] += sorted((root / "train").glob(f"{agent}_seed*/{LOG_FILE}"))
-    logs = {a: files for a, files in logs.items() if files}
-    if not logs:
+    roots = sorted({Path(p).resolve().parent for p in paths if Path(p).is_dir()})
+    curves = {}
+    for agent in ranked:
+        ends, returns = learning_curves([log for root in roots
+                                         for log in sorted((root / "train").glob(f"{agent}_seed*/{LOG_FILE}"))],
+                                        bin_steps)
+        if len(returns):  # the agent has trained runs that finished an episode
+            curves[agent] = ends, returns
+    if not curves:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for k, (agent, files) in enumerate(logs.items()):
-        curves = []
-        for file in files:
-            points = read_episode_returns(file)
-            if len(points):
-                bins = (points[:, 0] // bin_steps).astype(int)
-                curves.append({b: points[bins == b, 1].mean() for b in np.unique(bins)})
-        steps = sorted({b for c in curves for b in c})
-        mean = [np.mean([c[b] for c in curves if b in c]) for b in steps]
-        ax.plot((np.array(steps) + 1) * bin_steps, mean, label=f"{agent} ({len(curves)} runs)", color=f"C{k % 10}")
+    for k, (agent, (ends, returns)) in enumerate(curves.items()):
+        ax.plot(ends, np.nanmean(returns, 0), label=f"{agent} ({len(returns)} runs)", color=f"C{k % 10}")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("training env steps")
     ax.set_ylabel(f"training episode return (mean per {bin_steps} steps)")

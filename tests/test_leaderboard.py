@@ -213,6 +213,10 @@ def test_runner_trains_an_agent_on_the_suite_and_plays_it(tiny_zoo, tmp_path):
     for steps, finished in ((24, 1), (32, 0)):  # another configuration is not a finished job
         assert len(plan_jobs(["dqn"], [1], SUITE, "test", tmp_path, limit=2, total_steps=steps, train_envs=2)[1]) == \
             finished
+    todo, _ = plan_jobs(["noop", "oracle"], [1], SUITE, "test", tmp_path, limit=2)  # the board's references
+    run_jobs(todo, workers=1, progress=False)
+    board = write_leaderboard([tmp_path / "episodes"], tmp_path / "board")  # the run's train.csv gives a curve
+    assert "curves.png" in board["plots"] and (tmp_path / "board" / "curves.png").stat().st_size > 0
 
 
 def test_ray_runs_the_same_job_as_a_local_worker(results, tmp_path):
