@@ -26,7 +26,8 @@ the results hold no runs of), ``leaderboard.json`` (every figure), ``leaderboard
 the table and the plots embedded, viewable offline; the page marks ``<body data-images-loaded=K>`` once its K
 images have decoded, which ``tests/test_leaderboard.py`` checks in headless Chromium), and the plots as PNG:
 ``intervals.png``, ``profiles.png`` and, when the results directory has trained runs beside it
-(``<results>/../train/<agent>_seed<s>/train.csv``), ``curves.png``.
+(``<results>/../train/<agent>_seed<s>/train.csv``), ``curves.png``. Every plot draws an agent in the same
+colour (:func:`agent_colors`), whatever its rank and whichever board it is on.
 """
 
 from __future__ import annotations
@@ -236,13 +237,24 @@ def _estimate(metric: dict) -> str:
     return f"{metric['point']:.2f} [{metric['ci95'][0]:.2f}, {metric['ci95'][1]:.2f}]"
 
 
+def agent_colors(agents: list[str]) -> dict[str, tuple]:
+    """A colour per agent, fixed by the runner's table (:data:`AGENTS`) rather than by rank, so an agent keeps
+    its colour on both boards and when rows are added: tab20's dark shades for the table's first ten, its light
+    ones after; agents the table does not know follow, in name order."""
+    palette = matplotlib.colormaps["tab20"].colors
+    order = [*AGENTS, *sorted(set(agents) - set(AGENTS))]
+    index = {agent: order.index(agent) for agent in agents}
+    return {agent: palette[(2 * i + i // 10 % 2) % 20] for agent, i in index.items()}
+
+
 def _plot_intervals(stats: dict, path: Path) -> Path:
     ranked = stats["ranking"]
+    colors = agent_colors(ranked)
     fig, axes = plt.subplots(1, len(COLUMNS), figsize=(4 * len(COLUMNS), 0.45 * len(ranked) + 1.2), sharey=True)
     for k, (ax, metric) in enumerate(zip(axes, COLUMNS)):
         for row, agent in enumerate(ranked):
             m = stats["metrics"][agent][metric]
-            ax.plot(m["ci95"], [row, row], color=f"C{row % 10}", linewidth=6, alpha=0.6)
+            ax.plot(m["ci95"], [row, row], color=colors[agent], linewidth=6, alpha=0.6)
             ax.plot([m["point"]], [row], "k|", markersize=14)
         ax.set_title(metric)
         ax.tick_params(labelleft=k == 0)
@@ -261,10 +273,11 @@ def _plot_profiles(scores: dict, ranked: list[str], path: Path, seed: int) -> Pa
 
     np.random.seed(seed)  # create_performance_profile bootstraps from numpy's global generator
     profiles, cis = rly.create_performance_profile({a: scores[a] for a in ranked}, THRESHOLDS, reps=REPS // 4)
+    colors = agent_colors(ranked)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for k, agent in enumerate(ranked):
-        ax.plot(THRESHOLDS, profiles[agent], label=agent, color=f"C{k % 10}")
-        ax.fill_between(THRESHOLDS, cis[agent][0], cis[agent][1], color=f"C{k % 10}", alpha=0.15)
+    for agent in ranked:
+        ax.plot(THRESHOLDS, profiles[agent], label=agent, color=colors[agent])
+        ax.fill_between(THRESHOLDS, cis[agent][0], cis[agent][1], color=colors[agent], alpha=0.15)
     ax.set_xlabel(r"normalized score $\tau$")
     ax.set_ylabel(r"fraction of runs x entries with score > $\tau$")
     ax.set_title("performance profiles (95% bootstrap bands)")
@@ -288,9 +301,10 @@ def _plot_curves(paths: list[str | Path], ranked: list[str], path: Path, bin_ste
             curves[agent] = ends, returns
     if not curves:
         return None
+    colors = agent_colors(list(curves))
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for k, (agent, (ends, returns)) in enumerate(curves.items()):
-        ax.plot(ends, np.nanmean(returns, 0), label=f"{agent} ({len(returns)} runs)", color=f"C{k % 10}")
+    for agent, (ends, returns) in curves.items():
+        ax.plot(ends, np.nanmean(returns, 0), label=f"{agent} ({len(returns)} runs)", color=colors[agent])
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("training env steps")
     ax.set_ylabel(f"training episode return (mean per {bin_steps} steps)")
