@@ -14,7 +14,10 @@ return there (0 is best).
 Aggregates over runs x entries, with rliable (Agarwal et al., 2021): the interquartile mean (IQM), the
 mean and the optimality gap (1 - score, clipped at 1, averaged), each with a 95% stratified-bootstrap
 interval over runs; the probability that an agent improves on the one ranked below it; performance profiles
-(the fraction of runs x entries scoring above each threshold). Agents are ranked by IQM.
+(the fraction of runs x entries scoring above each threshold). Agents are ranked by IQM. Each agent's
+bootstraps start from the same seed, so its figures depend on its own runs alone: adding an agent to the
+results leaves every other row's intervals as they were (only the probability of improvement, which pairs
+neighbours in the ranking, changes where the neighbours do).
 
 rliable's stratified bootstrap draws a run for each entry on its own, as if one run's entries were
 independent of each other. A trained agent's runs are not: a seed that trained badly is bad on every entry.
@@ -147,8 +150,11 @@ def aggregate(scores: dict[str, np.ndarray], seed: int = 0) -> dict:
     def func(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x), metrics.aggregate_optimality_gap(x)])
 
-    np.random.seed(seed)  # rliable's bootstraps draw (part of) their indices from numpy's global generator
-    points, intervals = rly.get_interval_estimates(scores, func, reps=REPS, random_state=np.random.RandomState(seed))
+    points, intervals = {}, {}
+    for agent, x in scores.items():  # each agent's bootstrap starts from the seed: other rows never move its figures
+        np.random.seed(seed)  # rliable's bootstraps draw (part of) their indices from numpy's global generator
+        p, ci = rly.get_interval_estimates({agent: x}, func, reps=REPS, random_state=np.random.RandomState(seed))
+        points[agent], intervals[agent] = p[agent], ci[agent]
     ranked = sorted(scores, key=lambda a: -points[a][0])
     board = {a: {m: {"point": float(points[a][k]), "ci95": [float(intervals[a][0, k]), float(intervals[a][1, k])]}
                  for k, m in enumerate(METRICS)} for a in ranked}
@@ -271,8 +277,11 @@ def _plot_intervals(stats: dict, path: Path) -> Path:
 def _plot_profiles(scores: dict, ranked: list[str], path: Path, seed: int) -> Path:
     from rliable import library as rly
 
-    np.random.seed(seed)  # create_performance_profile bootstraps from numpy's global generator
-    profiles, cis = rly.create_performance_profile({a: scores[a] for a in ranked}, THRESHOLDS, reps=REPS // 4)
+    profiles, cis = {}, {}
+    for agent in ranked:  # as in aggregate: each agent's bands from the seed, whatever else the board holds
+        np.random.seed(seed)  # create_performance_profile bootstraps from numpy's global generator
+        p, ci = rly.create_performance_profile({agent: scores[agent]}, THRESHOLDS, reps=REPS // 4)
+        profiles[agent], cis[agent] = p[agent], ci[agent]
     colors = agent_colors(ranked)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for agent in ranked:

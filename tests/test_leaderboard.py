@@ -312,3 +312,10 @@ def test_an_agent_keeps_its_colour_whatever_the_board_holds():
     assert len(set(every.values())) == len(every)  # the runner's agents and an unknown one: all distinct
     few = agent_colors(["sb3_qrdqn", "someone_else", "noop"])  # another board, another order
     assert few == {agent: every[agent] for agent in few}
+
+
+def test_an_agents_intervals_do_not_move_when_another_agent_joins():
+    rng = np.random.default_rng(0)
+    scores = {agent: rng.normal(mean, 0.3, (10, 12)) for agent, mean in (("a", 0.2), ("b", 0.5), ("c", 0.9))}
+    alone = aggregate({"b": scores["b"]})["metrics"]["b"]
+    assert aggregate(scores)["metrics"]["b"] == alone
