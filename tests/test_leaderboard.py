@@ -14,7 +14,7 @@ from llm_repair_gym import suites
 from llm_repair_gym.cli import main
 from llm_repair_gym.leaderboard import agent_colors, aggregate, run_mean_interval, score_matrices, write_leaderboard
 from llm_repair_gym.meta_tasks import meta_tasks
-from llm_repair_gym.results import MAX_LINE_BYTES, read_many, read_results
+from llm_repair_gym.results import MAX_LINE_BYTES, read_many, read_results, write_results
 from llm_repair_gym.runner import AGENTS, plan_jobs, run_job, run_jobs, source_revision
 from llm_repair_gym.verify import verify_results
 
@@ -263,9 +263,7 @@ def _needs_maml_init(record: dict) -> bool:
 
 
 def _assert_replays(tmp_path, records: list[dict]) -> None:
-    path = tmp_path / "sample.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    report = verify_results([path], progress=False)
+    report = verify_results([write_results(tmp_path / "sample.jsonl", records)], progress=False)
     assert report.ok, report.text()
 
 
