@@ -134,7 +134,11 @@ def sharpness(loss_fn: LossFn, params: torch.Tensor, data: Any, lr: torch.Tensor
         raise ValueError(f"params must be [tasks, parameters], got shape {tuple(params.shape)}")
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
-    scale = torch.as_tensor(lr, dtype=params.dtype, device=params.device).sqrt()
+    rates = torch.as_tensor(lr, dtype=params.dtype, device=params.device)
+    if (rates < 0).any():
+        raise ValueError(f"sharpness needs rates >= 0 ({int((rates < 0).sum())} are negative): a negative rate "
+                         "ascends along its parameter, where this stability bound does not apply")
+    scale = rates.sqrt()
     point = params.detach().requires_grad_()
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(loss_fn(point, data).sum(), point, create_graph=True)

@@ -178,6 +178,8 @@ def test_sharpness_is_the_top_eigenvalue_of_the_rate_scaled_hessian():
     torch.testing.assert_close(found, expected[None], rtol=1e-4, atol=0)
     with pytest.raises(ValueError, match="iterations"):
         sharpness(quadratic, params, None, 0.1, iterations=0)
+    with pytest.raises(ValueError, match="1 are negative"):
+        sharpness(quadratic, params, None, torch.tensor([0.1, -0.1, 0.1], dtype=torch.float64))
 
 
 def test_bad_settings_are_refused():
@@ -222,3 +224,36 @@ def test_sinusoid_networks_start_as_in_the_papers_code():
     assert all(torch.equal(b, torch.zeros_like(b)) for b in weights_and_biases[1::2])
     weights = torch.cat(weights_and_biases[0::2])
     assert weights.abs().max() <= 0.02 and 0.007 < weights.std() < 0.01
+
+
+def test_sinusoid_benchmark_reports_every_k_and_its_bar_can_fail(tmp_path):
+    from benchmarks.maml_sinusoid import EVAL_STEPS, checks, main
+
+    out = main(["--seeds", "1", "--iterations", "30", "--probe-every", "10", "--eval-tasks", "20",
+                "--out-dir", str(tmp_path)])
+    names = {f"{stem}.{ext}" for stem, ext in [("maml-sinusoid", "md"), ("maml-sinusoid", "json"),
+                                              ("maml-sinusoid", "png"), ("maml-sinusoid-seed1", "json"),
+                                              ("maml-sinusoid-seed1", "safetensors")]}
+    assert names <= {p.name for p in tmp_path.iterdir()}
+    text = (tmp_path / "maml-sinusoid.md").read_text()
+    assert "## K = 5" in text and "## K = 10" in text and "maml-5step" in text
+    figures = out["runs"][1]["maml-5step"]["figures"][10]
+    assert len(figures["mean"]) == len(EVAL_STEPS) and figures["non_finite"] == [0] * len(EVAL_STEPS)
+    assert [p["iteration"] for p in out["runs"][1]["maml-1step"]["sharpness_curve"]] == [0, 10, 20, 30]
+    assert set(out["bar"][1]) == {"maml-1step", "maml-5step"}
+
+    falling = [3.0, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.18, 0.16, 0.15, 0.14]
+    pretrained = {k: {"mean": [3.0] * 11} for k in (5, 10)}
+
+    def bar(mean, non_finite=None):
+        row = {"mean": mean, "non_finite": non_finite or [0] * 11}
+        return checks({"maml-5step": {5: row, 10: row}, "pretrained": pretrained}, [5, 10])["maml-5step"]
+
+    assert all(bar(falling).values())
+    rising = bar(falling[:7] + [0.21] + falling[8:])
+    assert [text for text, ok in rising.items() if not ok] == ["K=5: mean non-increasing from 1 to 10 steps",
+                                                               "K=10: mean non-increasing from 1 to 10 steps"]
+    blown = bar(falling[:10] + [float("inf")], [0] * 10 + [1])
+    assert not blown["K=10: every mean finite, no non-finite task"] and not blown["K=10: <= 0.35 after 10 steps"]
+    assert not bar(falling[:10] + [0.5])["K=10: <= 0.35 after 10 steps"]
+    assert not bar([3.0] + [1.1] * 10)["K=5: pretrained >= 3.0x after 10 steps"]
