@@ -6,8 +6,10 @@ model, a model pretrained on the union of the meta-train variants, and a random 
 Every meta-test variant (``llm_repair_gym.meta_tasks``, 32 of them, none seen in meta-training) gets K
 examples per family (``--shots``, default 8 and 32) drawn from its train split, the same draw for every
 initialization. Each initialization is adapted with plain gradient steps on them and scored by exact-match
-accuracy on the variant's whole test split (mean over the three families) after 0, 1, 5 and 10 steps: mean
-over the variants with a 95% Student-t interval.
+accuracy on the variant's whole test split (mean over the three families) after 0-10 and 20 steps: mean
+over the variants with a 95% Student-t interval. Beside it, whether the steps stay stable: each variant's
+answer-token loss on its test split and on its own K examples (the loss the steps descend) at every step
+count, the variants whose loss is non-finite, and those whose loss at 20 steps is above its lowest.
 
 Step sizes: the MAML initialization takes plain gradient steps at the per-parameter rates it meta-learned
 (Meta-SGD); every other initialization gets the best of ``STEP_GRID`` for it (plain gradient steps or Adam,
@@ -29,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.repair_agents import t_interval
-from llm_repair_gym.maml import losses_after
+from llm_repair_gym.maml import adapt_steps
 from llm_repair_gym.meta_init import MetaInitConfig, gpt2_start, lm_loss, load_meta_init, train_union
 from llm_repair_gym.meta_tasks import meta_tasks, task_tables
 from llm_repair_gym.metrics import evaluate
@@ -41,7 +43,8 @@ from llm_repair_gym.zoo import load_zoo
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-EVAL_STEPS = (0, 1, 5, 10)
+EVAL_STEPS = (*range(11), 20)
+TABLE_STEPS = (0, 1, 5, 10, 20)
 BAR_STEPS = (1, 5)
 STEP_GRID = tuple(("sgd", lr) for lr in (0.01, 0.03, 0.1, 0.3, 1.0)) + \
     tuple(("adam", lr) for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2))
@@ -80,25 +83,33 @@ class Adaptation:
         gen = torch.Generator().manual_seed(seed)
         return [self.suite.sample(f, "train", self.facts, shots, gen, token_maps=self.maps) for f in FAMILIES]
 
-    def accuracy(self, flat: torch.Tensor, _query=None) -> torch.Tensor:
-        """``[T, F]`` exact-match accuracy of every variant's model on the variant's whole test split."""
-        scores = evaluate(self.layout.views(flat), self.preset.model, self.suite, "test", self.facts, self.maps)
-        return torch.stack([scores[f].accuracy for f in FAMILIES], 1)
+    def measure(self, flat: torch.Tensor, support: list) -> dict[str, torch.Tensor]:
+        """Every variant's exact match and answer-token loss on its whole test split ``[T, F]``, and its loss on
+        its own ``support`` examples ``[T]``."""
+        with torch.no_grad():
+            scores = evaluate(self.layout.views(flat), self.preset.model, self.suite, "test", self.facts, self.maps)
+            return {"accuracy": torch.stack([scores[f].accuracy for f in FAMILIES], 1),
+                    "loss": torch.stack([scores[f].loss for f in FAMILIES], 1),
+                    "support_loss": self.loss(flat, support)}
 
     def run(self, start: torch.Tensor, step: tuple, shots: int, seed: int,
-            steps=EVAL_STEPS) -> dict[int, torch.Tensor]:
-        """``{steps: [T, F]}`` for ``start`` (``[P]`` shared, or ``[T, P]``) adapted on each variant's support
-        with ``step = (rule, rate)``."""
+            steps=EVAL_STEPS) -> dict[int, dict[str, torch.Tensor]]:
+        """``{steps: measure(...)}`` for ``start`` (``[P]`` shared, or ``[T, P]``) adapted on each variant's
+        support with ``step = (rule, rate)``: one adaptation run serves every step count."""
         start = start.expand(len(self.tasks), -1) if start.dim() == 1 else start
         rule, lr = step
-        return losses_after(self.loss, start, self.support(shots, seed), None, lr, steps, metric=self.accuracy,
-                            rule=rule)
+        support = self.support(shots, seed)
+        out = {0: self.measure(start, support)} if 0 in steps else {}
+        for k, adapted in enumerate(adapt_steps(self.loss, start, support, lr, max(steps), rule=rule), start=1):
+            if k in steps:
+                out[k] = self.measure(adapted.detach(), support)
+        return out
 
 
 def tune_step(tuning: Adaptation, start: torch.Tensor, seed: int) -> tuple[tuple, dict[str, float]]:
     """The (rule, rate) of ``STEP_GRID`` with the best mean accuracy after 5 steps at K = 8 on meta-train
     variants, and every pair's score."""
-    scores = {step: float(tuning.run(start, step, 8, seed, (5,))[5].mean()) for step in STEP_GRID}
+    scores = {step: float(tuning.run(start, step, 8, seed, (5,))[5]["accuracy"].mean()) for step in STEP_GRID}
     best = max(scores, key=scores.get)
     return best, {f"{rule} {lr:g}": v for (rule, lr), v in scores.items()}
 
@@ -113,14 +124,31 @@ def starts(args: argparse.Namespace, preset, num_test: int) -> dict[str, torch.T
     return {"maml": meta.theta, "zoo": zoo_rows, "union": union, "random": random}, meta
 
 
+RISE = 1.01
+"""A variant's loss "rises" when its value after the last step is above RISE x its lowest over the steps."""
+
+
 def summarize(results: dict) -> dict:
-    """``{init: {shots: {steps: (mean, half-width, per-family means)}}}`` over the variants."""
+    """``{init: {shots: {steps: figures}}}`` over the variants: accuracy ``(mean, half-width, per-family
+    means)``, the mean test and support losses, and the variants whose loss is non-finite at that step; and
+    per ``{init: {shots: ...}}`` the variants whose test or support loss rises by the last step."""
     out: dict = {}
     for name, by_shots in results.items():
         out[name] = {}
         for shots, by_steps in by_shots.items():
-            out[name][shots] = {k: (*t_interval(acc.mean(1).tolist()), acc.mean(0).tolist())
-                                for k, acc in by_steps.items()}
+            row = {k: {"accuracy": (*t_interval(m["accuracy"].mean(1).tolist()), m["accuracy"].mean(0).tolist()),
+                       "loss": float(m["loss"].mean()), "support_loss": float(m["support_loss"].mean()),
+                       "non_finite": int((~torch.isfinite(m["loss"]).all(1) | ~torch.isfinite(m["support_loss"]))
+                                         .sum())}
+                   for k, m in by_steps.items()}
+            last = max(by_steps)
+            for key in ("loss", "support_loss"):
+                path = torch.stack([by_steps[k][key].reshape(len(by_steps[k][key]), -1).mean(1)
+                                    for k in sorted(by_steps)])  # [steps, variants]
+                row[f"rising_{key}"] = [i for i in range(path.shape[1])
+                                        if not path[-1, i] <= RISE * path[:, i].min()]
+            row["last"] = last
+            out[name][shots] = row
     return out
 
 
@@ -129,9 +157,9 @@ def bar_checks(summary: dict, shots_list: list[int]) -> dict[str, bool]:
     checks = {}
     for shots in shots_list:
         for k in BAR_STEPS:
-            m, h, _ = summary["maml"][shots][k]
-            best_other = max(INITS[1:], key=lambda n: summary[n][shots][k][0])
-            o, oh, _ = summary[best_other][shots][k]
+            m, h, _ = summary["maml"][shots][k]["accuracy"]
+            best_other = max(INITS[1:], key=lambda n: summary[n][shots][k]["accuracy"][0])
+            o, oh, _ = summary[best_other][shots][k]["accuracy"]
             checks[f"K={shots}, {k} step(s): MAML {m:.3f} +- {h:.3f} vs {best_other} {o:.3f} +- {oh:.3f}"] = \
                 m - h > o + oh
     return checks
@@ -146,31 +174,50 @@ def report(args, summary: dict, lrs: dict, checks: dict, minutes: float, meta) -
              ", ".join(f"{n} {v}" for n, v in lrs.items()) + f". This run: {minutes:.1f} min.", ""]
     for shots in args.shots:
         lines += [f"## K = {shots} examples per family", "",
-                  "| init | " + " | ".join(f"{k} steps" for k in EVAL_STEPS) + " | per family after 5 steps |",
+                  "| init | " + " | ".join(f"{k} steps" for k in TABLE_STEPS) + " | per family after 5 steps |",
+                  "|---|" + "---|" * (len(TABLE_STEPS) + 1)]
+        for name in INITS:
+            row = summary[name][shots]
+            fam = " / ".join(f"{v:.2f}" for v in row[5]["accuracy"][2])
+            lines.append(f"| {name} | " + " | ".join("{:.3f} +- {:.3f}".format(*row[k]["accuracy"][:2])
+                                                      for k in TABLE_STEPS) + f" | {fam} |")
+        lines += ["", f"Loss per step (test split / own {shots} examples, mean over variants; `nf`: variants "
+                  "with a non-finite loss):", "",
+                  "| init | " + " | ".join(f"{k}" for k in EVAL_STEPS) + " | rising test / support loss |",
                   "|---|" + "---|" * (len(EVAL_STEPS) + 1)]
         for name in INITS:
             row = summary[name][shots]
-            fam = " / ".join(f"{v:.2f}" for v in row[5][2]) if 5 in row else ""
-            lines.append(f"| {name} | " + " | ".join(f"{row[k][0]:.3f} +- {row[k][1]:.3f}" for k in EVAL_STEPS)
-                         + f" | {fam} |")
+            cells = [f"{row[k]['loss']:.3f} / {row[k]['support_loss']:.3f}"
+                     + (f" (nf {row[k]['non_finite']})" if row[k]["non_finite"] else "") for k in EVAL_STEPS]
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(row['rising_loss'])} / "
+                         f"{len(row['rising_support_loss'])} |")
         lines.append("")
-    lines += ["Per family: " + " / ".join(FAMILIES) + ".", "",
+    rates = meta.inner_lr
+    lines += ["Per family: " + " / ".join(FAMILIES) + f". A loss rises when its value after {max(EVAL_STEPS)} "
+              f"steps is above {RISE} x its lowest over the steps. MAML's meta-learned rates: "
+              f"{int((rates < 0).sum())} of {rates.numel()} negative (those parameters step up their gradient), "
+              f"from {float(rates.min()):.3g} to {float(rates.max()):.3g}.", "",
               "Bar (MAML above every other initialization, intervals apart):", ""]
     lines += [f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in checks.items()]
     return "\n".join(lines) + "\n"
 
 
 def plot(args, summary: dict, path: Path) -> None:
-    fig, axes = plt.subplots(1, len(args.shots), figsize=(5 * len(args.shots), 3.6), squeeze=False)
-    for ax, shots in zip(axes[0], args.shots):
+    """Accuracy (top) and test loss (bottom) over the steps, one column per K."""
+    fig, axes = plt.subplots(2, len(args.shots), figsize=(5 * len(args.shots), 6.6), squeeze=False)
+    for column, shots in enumerate(args.shots):
+        top, bottom = axes[0][column], axes[1][column]
         for name in INITS:
             row = summary[name][shots]
-            ax.errorbar(EVAL_STEPS, [row[k][0] for k in EVAL_STEPS], yerr=[row[k][1] for k in EVAL_STEPS],
-                        marker="o", capsize=3, label=name)
-        ax.set_title(f"K = {shots} per family")
-        ax.set_xlabel("gradient steps")
-        ax.set_ylabel("test exact match (mean of families)")
-        ax.legend()
+            top.errorbar(EVAL_STEPS, [row[k]["accuracy"][0] for k in EVAL_STEPS],
+                         yerr=[row[k]["accuracy"][1] for k in EVAL_STEPS], marker="o", capsize=3, label=name)
+            bottom.plot(EVAL_STEPS, [row[k]["loss"] for k in EVAL_STEPS], marker="o", label=name)
+        top.set_title(f"K = {shots} per family")
+        top.set_ylabel("test exact match (mean of families)")
+        bottom.set_xlabel("gradient steps")
+        bottom.set_ylabel("test answer-token loss")
+        bottom.set_yscale("log")
+        top.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -204,10 +251,10 @@ def main(argv: list[str] | None = None) -> dict:
     stem.with_suffix(".md").write_text(text)
     payload = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                "step_sizes": lrs, "grid": grid_scores, "checks": checks, "meta_init": meta.manifest,
-               "per_variant": {n: {str(s): {str(k): acc.tolist() for k, acc in by.items()} for s, by in r.items()}
-                               for n, r in results.items()},
-               "summary": {n: {str(s): {str(k): {"mean": v[0], "ci95": v[1], "per_family": v[2]}
-                                        for k, v in by.items()} for s, by in r.items()} for n, r in summary.items()}}
+               "per_variant": {n: {str(s): {str(k): {key: v.tolist() for key, v in m.items()} for k, m in by.items()}
+                                   for s, by in r.items()} for n, r in results.items()},
+               "summary": {n: {str(s): {str(k): v for k, v in by.items()} for s, by in r.items()}
+                           for n, r in summary.items()}}
     stem.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=float))
     plot(args, summary, stem.with_suffix(".png"))
     print(f"wrote {stem}.{{md,json,png}}")
