@@ -141,13 +141,11 @@ def summarize(results: dict) -> dict:
                        "non_finite": int((~torch.isfinite(m["loss"]).all(1) | ~torch.isfinite(m["support_loss"]))
                                          .sum())}
                    for k, m in by_steps.items()}
-            last = max(by_steps)
             for key in ("loss", "support_loss"):
                 path = torch.stack([by_steps[k][key].reshape(len(by_steps[k][key]), -1).mean(1)
                                     for k in sorted(by_steps)])  # [steps, variants]
                 row[f"rising_{key}"] = [i for i in range(path.shape[1])
                                         if not path[-1, i] <= RISE * path[:, i].min()]
-            row["last"] = last
             out[name][shots] = row
     return out
 

@@ -212,8 +212,9 @@ def run_job(job: tuple) -> dict:
     return trained
 
 
-def _cell(mean: float, half: float) -> str:
-    return f"{mean:.3f} +- {half:.3f}" if math.isfinite(mean) else f"**{mean}**"
+def _cell(mean: float, half: float, non_finite: int) -> str:
+    text = f"{mean:.3f} +- {half:.3f}" if math.isfinite(mean) else f"**{mean}**"
+    return text + (f" [{non_finite} non-finite]" if non_finite else "")
 
 
 def report(args: argparse.Namespace, runs: dict, bar: dict) -> str:
@@ -223,20 +224,20 @@ def report(args: argparse.Namespace, runs: dict, bar: dict) -> str:
              f"{args.iterations} meta-updates, meta-batch {args.meta_batch}, K = {args.train_shots} in "
              f"meta-training, {'first' if args.first_order else 'second'}-order"
              f"{', Meta-SGD' if args.meta_sgd else ''}; `maml-Nstep` is meta-trained through N inner steps. "
-             f"MSE on {QUERY_POINTS} points of {args.eval_tasks} held-out tasks per seed, mean +- 95% CI; "
-             f"non-finite: tasks whose MSE is inf or NaN at that step; sharpness: top eigenvalue of "
+             f"MSE on {QUERY_POINTS} points of {args.eval_tasks} held-out tasks per seed, mean +- 95% CI "
+             f"[tasks whose MSE is inf or NaN at that step, where any]; sharpness: top eigenvalue of "
              f"alpha * Hessian of the support loss at the initialization (gradient descent at alpha overshoots "
              f"above 2), median and share of tasks above 2.", ""]
     for k in args.shots:
         lines += [f"## K = {k}", "",
                   "| init | seed | " + " | ".join(f"{s} step{'s' if s != 1 else ''}" for s in TABLE_STEPS)
-                  + " | non-finite (1-10 steps) | worse than start at 10 | sharpness (share > 2) |",
+                  + " | non-finite (most at any step) | worse than start at 10 | sharpness (share > 2) |",
                   "|---|---|" + "---|" * (len(TABLE_STEPS) + 3)]
         for name in names:
             for seed, by_name in runs.items():
                 f = by_name[name]["figures"][k]
                 sharp = f["sharpness"]
-                cells = " | ".join(_cell(f["mean"][s], f["ci95"][s]) for s in TABLE_STEPS)
+                cells = " | ".join(_cell(f["mean"][s], f["ci95"][s], f["non_finite"][s]) for s in TABLE_STEPS)
                 lines.append(f"| {name} | {seed} | {cells} | {max(f['non_finite'][1:])} | "
                              f"{f['worse_than_start'][10]} | {sharp['median']:.2f} ({sharp['share_above_2']:.0%}) |")
         lines.append("")
