@@ -10,6 +10,8 @@ accuracy on the variant's whole test split (mean over the three families) after 
 over the variants with a 95% Student-t interval. Beside it, whether the steps stay stable: each variant's
 answer-token loss on its test split and on its own K examples (the loss the steps descend) at every step
 count, the variants whose loss is non-finite, and those whose loss at 20 steps is above its lowest.
+``--rates-only`` runs just the diagnosis of MAML's meta-learned rates: its support loss over 20 steps at the
+rates as learned, with the negative ones set to zero, and halved.
 
 Step sizes: the MAML initialization takes plain gradient steps at the per-parameter rates it meta-learned
 (Meta-SGD); every other initialization gets the best of ``STEP_GRID`` for it (plain gradient steps or Adam,
@@ -63,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--zoo-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=Path("results/maml_llm"))
+    p.add_argument("--rates-only", action="store_true",
+                   help="only the diagnosis of MAML's learned rates (support loss over 20 steps; a few minutes)")
     args = p.parse_args(argv)
     if min(args.shots) < 1 or args.iterations < 1 or args.threads < 1:
         p.error("--shots, --iterations and --threads must be >= 1")
@@ -221,12 +225,72 @@ def plot(args, summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+RATE_VARIANTS = {"as learned": lambda rates: rates, "negative rates set to 0": lambda rates: rates.clamp_min(0),
+                 "halved": lambda rates: rates / 2}
+DIAGNOSIS_STEPS = 20
+
+
+def diagnose_rates(test: Adaptation, meta, shots: int, seed: int) -> dict[str, dict]:
+    """MAML's support loss ``[steps + 1, T]`` over ``DIAGNOSIS_STEPS`` plain steps from its initialization on the
+    same support sets as the main run, at its meta-learned rates, with the negative ones set to zero, and
+    halved: which part of the rates makes the loss rise after the first step. Per variant of the rates: the
+    mean by step, the variants whose loss at step 2 is above step 1, and those that end above RISE x their
+    lowest."""
+    support = test.support(shots, seed)
+    start = meta.theta.expand(len(test.tasks), -1)
+    out = {}
+    for name, rule in RATE_VARIANTS.items():
+        with torch.no_grad():
+            path = [test.loss(start, support)]
+        for adapted in adapt_steps(test.loss, start, support, rule(meta.inner_lr), DIAGNOSIS_STEPS):
+            with torch.no_grad():
+                path.append(test.loss(adapted.detach(), support))
+        losses = torch.stack(path)
+        out[name] = {"mean": losses.mean(1).tolist(), "up_at_step_2": int((losses[2] > losses[1]).sum()),
+                     "rising": int((~(losses[-1] <= RISE * losses.min(0).values)).sum()),
+                     "non_finite": int((~torch.isfinite(losses)).any(0).sum())}
+    return out
+
+
+def rates_report(args, diagnosis: dict, meta) -> str:
+    shown = (0, 1, 2, 3, 5, 10, DIAGNOSIS_STEPS)
+    rates = meta.inner_lr
+    lines = [f"# MAML's meta-learned rates over {DIAGNOSIS_STEPS} steps ({args.preset}, seed {args.seed})", "",
+             f"Support loss (answer tokens, each variant's own K examples per family), mean over the "
+             f"{len(meta_tasks('test'))} meta-test variants, plain steps from the MAML initialization; "
+             f"{int((rates < 0).sum())} of {rates.numel()} learned rates are negative.", ""]
+    for shots, by_rule in diagnosis.items():
+        lines += [f"## K = {shots}", "", "| rates | " + " | ".join(str(k) for k in shown)
+                  + " | up at step 2 | rising by the end | non-finite |", "|---|" + "---|" * (len(shown) + 3)]
+        for name, row in by_rule.items():
+            lines.append(f"| {name} | " + " | ".join(f"{row['mean'][k]:.3f}" for k in shown)
+                         + f" | {row['up_at_step_2']} | {row['rising']} | {row['non_finite']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main_rates(args: argparse.Namespace, preset, test: Adaptation) -> dict:
+    meta = load_meta_init(preset, seed=args.seed, config=MetaInitConfig(iterations=args.iterations))
+    diagnosis = {shots: diagnose_rates(test, meta, shots, seed=10_000 + args.seed + shots)
+                 for shots in tqdm(args.shots, desc="rates")}
+    text = rates_report(args, diagnosis, meta)
+    print(text)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.out_dir / f"maml-llm-rates-seed{args.seed}"
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".json").write_text(json.dumps({str(k): v for k, v in diagnosis.items()}, indent=2))
+    print(f"wrote {stem}.{{md,json}}")
+    return diagnosis
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     start_time = time.perf_counter()
     preset = get_preset(args.preset)
     test = Adaptation(preset, "test")
+    if args.rates_only:
+        return main_rates(args, preset, test)
     inits, meta = starts(args, preset, len(test.tasks))
     tuning = Adaptation(preset, "train", TUNE_TASKS)
     steps_of: dict[str, tuple] = {"maml": ("sgd", meta.inner_lr)}
