@@ -234,8 +234,8 @@ def diagnose_rates(test: Adaptation, meta, shots: int, seed: int) -> dict[str, d
     """MAML's support loss ``[steps + 1, T]`` over ``DIAGNOSIS_STEPS`` plain steps from its initialization on the
     same support sets as the main run, at its meta-learned rates, with the negative ones set to zero, and
     halved: which part of the rates makes the loss rise after the first step. Per variant of the rates: the
-    mean by step, the variants whose loss at step 2 is above step 1, and those that end above RISE x their
-    lowest."""
+    mean by step, the variants whose loss at step 2 is above step 1, those whose loss goes up at any step
+    after the first, and those that end above RISE x their lowest."""
     support = test.support(shots, seed)
     start = meta.theta.expand(len(test.tasks), -1)
     out = {}
@@ -247,6 +247,7 @@ def diagnose_rates(test: Adaptation, meta, shots: int, seed: int) -> dict[str, d
                 path.append(test.loss(adapted.detach(), support))
         losses = torch.stack(path)
         out[name] = {"mean": losses.mean(1).tolist(), "up_at_step_2": int((losses[2] > losses[1]).sum()),
+                     "up_at_any_step": int((losses[2:] > losses[1:-1]).any(0).sum()),
                      "rising": int((~(losses[-1] <= RISE * losses.min(0).values)).sum()),
                      "non_finite": int((~torch.isfinite(losses)).any(0).sum())}
     return out
@@ -261,10 +262,12 @@ def rates_report(args, diagnosis: dict, meta) -> str:
              f"{int((rates < 0).sum())} of {rates.numel()} learned rates are negative.", ""]
     for shots, by_rule in diagnosis.items():
         lines += [f"## K = {shots}", "", "| rates | " + " | ".join(str(k) for k in shown)
-                  + " | up at step 2 | rising by the end | non-finite |", "|---|" + "---|" * (len(shown) + 3)]
+                  + " | up at step 2 | up at any step after 1 | rising by the end | non-finite |",
+                  "|---|" + "---|" * (len(shown) + 4)]
         for name, row in by_rule.items():
-            lines.append(f"| {name} | " + " | ".join(f"{row['mean'][k]:.3f}" for k in shown)
-                         + f" | {row['up_at_step_2']} | {row['rising']} | {row['non_finite']} |")
+            counts = (row["up_at_step_2"], row["up_at_any_step"], row["rising"], row["non_finite"])
+            lines.append(f"| {name} | " + " | ".join(f"{row['mean'][k]:.3f}" for k in shown) + " | "
+                         + " | ".join(str(c) for c in counts) + " |")
         lines.append("")
     return "\n".join(lines)
 
