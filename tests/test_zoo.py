@@ -3,6 +3,7 @@
 import json
 import multiprocessing as mp
 import time
+import warnings
 
 import pytest
 import torch
@@ -61,12 +62,14 @@ def test_damaged_cache_is_rebuilt_with_a_warning(micro_preset, cache_dir, damage
     with pytest.warns(UserWarning, match="invalid"):
         repaired = load_zoo(micro_preset, seed=0, progress=False)
     assert same_weights(repaired.params, built.params)
-    load_zoo(micro_preset, seed=0, progress=False)  # valid again: no warning (pytest fails on none above)
+    with warnings.catch_warnings(record=True) as caught:  # the rebuilt cache is valid again: loading is silent
+        warnings.simplefilter("always")
+        again = load_zoo(micro_preset, seed=0, progress=False)
+    assert not [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert same_weights(again.params, built.params)
 
 
 def _build_in_child(preset, cache_dir, queue):
-    import warnings
-
     torch.set_num_threads(1)  # two builders share the machine's cores
 
     with warnings.catch_warnings(record=True) as caught:
