@@ -21,7 +21,10 @@ def test_policies_face_the_same_seeded_faults(env):
     assert [r.fault for r in noop] == [r.fault for r in rand]
     assert [r.reset_accuracy for r in noop] == [r.reset_accuracy for r in rand]
     assert all(r.steps == 1 and r.actions == ["stop"] for r in noop)
-    assert all(1 <= r.steps <= 4 for r in rand)
+    for r in rand:  # an episode ends at its first stop, or at the limit of 4 steps
+        assert len(r.actions) == r.steps
+        assert r.steps == (r.actions.index("stop") + 1 if "stop" in r.actions else 4), r.actions
+    assert any(r.steps == 4 and "stop" not in r.actions for r in rand)  # the limit, not a stop, ended some
 
 
 def test_runner_needs_disabled_autoreset(micro_env_kwargs):
