@@ -97,4 +97,4 @@ def test_a_diverged_model_is_a_crashed_state_not_an_error(micro_env_kwargs, env_
     actions = data.draw(st.lists(st.integers(0, int(env.single_action_space.n) - 1), min_size=4, max_size=16))
     actions = [0] + actions[: len(actions) // 2 * 2 - 1]  # env 0 trains on its poisoned weights first
     crashed = _drive(env, seed, actions, poison_at=0, poison=poison)
-    assert crashed >= 1 or np.isfinite(poison)
+    assert crashed >= 1, (poison, crashed)
