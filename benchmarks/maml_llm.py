@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.repair_agents import t_interval
-from llm_repair_gym.maml import adapt_steps
+from llm_repair_gym.maml import adapt_steps, losses_after
 from llm_repair_gym.meta_init import MetaInitConfig, gpt2_start, lm_loss, load_meta_init, train_union
 from llm_repair_gym.meta_tasks import meta_tasks, task_tables
 from llm_repair_gym.metrics import evaluate
@@ -240,12 +240,8 @@ def diagnose_rates(test: Adaptation, meta, shots: int, seed: int) -> dict[str, d
     start = meta.theta.expand(len(test.tasks), -1)
     out = {}
     for name, rule in RATE_VARIANTS.items():
-        with torch.no_grad():
-            path = [test.loss(start, support)]
-        for adapted in adapt_steps(test.loss, start, support, rule(meta.inner_lr), DIAGNOSIS_STEPS):
-            with torch.no_grad():
-                path.append(test.loss(adapted.detach(), support))
-        losses = torch.stack(path)
+        by_step = losses_after(test.loss, start, support, support, rule(meta.inner_lr), range(DIAGNOSIS_STEPS + 1))
+        losses = torch.stack([by_step[k] for k in range(DIAGNOSIS_STEPS + 1)])
         out[name] = {"mean": losses.mean(1).tolist(), "up_at_step_2": int((losses[2] > losses[1]).sum()),
                      "up_at_any_step": int((losses[2:] > losses[1:-1]).any(0).sum()),
                      "rising": int((~(losses[-1] <= RISE * losses.min(0).values)).sum()),
