@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llm_repair_gym.tasks import FAMILIES
+from llm_repair_gym.lm.tasks import FAMILIES
 
 
 class NoOpPolicy:

@@ -3,7 +3,7 @@
 Deep Q-learning from Demonstrations (DQfD, Hester et al., 2018) pretrains a Q-network on a demonstrator's
 transitions with the TD loss plus a large-margin loss that makes the demonstrated action's value exceed every
 other by a margin, then keeps the demonstrations in replay while the agent learns from its own experience.
-Here the demonstrator is any :class:`~llm_repair_gym.evaluation.VectorPolicy` (for LLMRepair-v0, the
+Here the demonstrator is any :class:`~llm_repair_gym.rl.episodes.VectorPolicy` (for LLMRepair-v0, the
 observation-only :class:`~agents.heuristic.HeuristicPolicy`): :func:`collect_demonstrations` plays it on a
 training env and returns its ``n``-step transitions in the replay buffer's layout, which
 :meth:`agents.dqn.DQNAgent.add_demonstrations` stores.

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from agents.schedules import LinearSchedule
 from agents.tabular_q import as_vector_env, autoreset_mode, final_observations
-from llm_repair_gym.training_log import training_log
+from llm_repair_gym.rl.training_log import training_log
 
 
 @dataclass

@@ -4,7 +4,7 @@
 ``policy.json`` (kind, env id, package version, the observation's feature names, features the agent was
 trained blind to, and any figures worth keeping). ``load_policy(folder)`` returns a policy with
 ``reset(env_mask)`` and ``act(obs, info)`` (for Stable-Baselines3 models saved by
-``agents.sb3_baselines.save_policy`` too), the interface ``llm_repair_gym.evaluation.run_episodes``
+``agents.sb3_baselines.save_policy`` too), the interface ``llm_repair_gym.rl.episodes.run_episodes``
 drives, so a published agent's score can be replayed::
 
     from agents import load_policy
@@ -51,7 +51,7 @@ class CheckpointPolicy:
 def save_checkpoint(agent: DQNAgent, folder: str | Path, env_id: str, feature_names: list[str],
                     hide_features: list[str] | None = None, **facts) -> Path:
     """Write ``agent.pt`` and ``policy.json`` into ``folder``; ``facts`` (scores, training steps) are kept too."""
-    from llm_repair_gym import __version__
+    from llm_repair_gym._version import __version__
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -85,8 +85,8 @@ def load_policy(folder: str | Path, device: str | None = None):
 def _tabular_policy(folder: Path, meta: dict):
     """Tabular Q's greedy policy on the observation cut into the bins it was trained with."""
     from agents.tabular_q import TabularQAgent
-    from llm_repair_gym.evaluation import GreedyPolicy
-    from llm_repair_gym.wrappers import Discretizer
+    from llm_repair_gym.envs.wrappers import Discretizer
+    from llm_repair_gym.rl.episodes import GreedyPolicy
 
     agent = TabularQAgent.load(folder / "agent.npz")
     discretizer = Discretizer(meta["feature_names"], meta["bins"])

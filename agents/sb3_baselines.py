@@ -132,7 +132,7 @@ def save_policy(model, folder: str | Path, algo: str, hyperparams: dict, feature
                 vec_normalize=None, **facts) -> Path:
     """Write ``policy.safetensors`` and ``policy.json`` (what :func:`load_sb3_policy` reads) and ``model.zip``;
     ``vec_normalize``: the ``VecNormalize`` the model trained behind, whose observation statistics go along."""
-    from llm_repair_gym import __version__
+    from llm_repair_gym._version import __version__
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from gymnasium.vector import AutoresetMode
 from tqdm import tqdm
 
 from agents.schedules import LinearSchedule, Schedule, as_schedule
-from llm_repair_gym.training_log import training_log
+from llm_repair_gym.rl.training_log import training_log
 
 DEFAULT_EPSILON = LinearSchedule(1.0, 0.05, 10_000)
 """Default exploration: epsilon decays from 1.0 to 0.05 over the first 10k environment steps."""
@@ -127,7 +127,7 @@ class TabularQAgent:
 
         A vector env contributes one transition per sub-environment per step; autoreset steps of the
         ``NEXT_STEP`` mode are not counted. The env is reset at the start. ``log_path``, if given, receives
-        every finished episode's return and length by env step (``llm_repair_gym.training_log``). Returns the
+        every finished episode's return and length by env step (``llm_repair_gym.rl.training_log``). Returns the
         undiscounted return of every episode completed, in order of completion.
         """
         vec_env = as_vector_env(env)

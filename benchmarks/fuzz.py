@@ -19,7 +19,7 @@ memory phase does not start on a heap the fuzz phase grew:
   of ``--memory-steps``) to the end, and so is the number of objects Python's garbage collector tracks (a
   leak of Python objects can hide in memory malloc keeps for reuse; the count cannot).
 
-``--preset micro`` (the default) uses :mod:`llm_repair_gym.micro`: every code path of the env at a
+``--preset micro`` (the default) uses :mod:`llm_repair_gym.testing`: every code path of the env at a
 fraction of the cost. Writes ``fuzz.json``, ``fuzz.md`` and ``memory.png`` to ``--out-dir``.
 """
 
@@ -60,7 +60,7 @@ def _non_finite(info: dict) -> int:
 
 
 def _kwargs(preset: str, cache_dir: str | None, env_id: str = "LLMRepair-v0") -> dict:
-    from llm_repair_gym.micro import micro_env_kwargs
+    from llm_repair_gym.testing import micro_env_kwargs
 
     if preset == "micro":
         return micro_env_kwargs(cache_dir, env_id)

@@ -92,7 +92,7 @@ def _blank(obs: np.ndarray, columns: np.ndarray) -> np.ndarray:
 
 
 def _play(env, policy, seeds: list[int], instances: list[int]):
-    from llm_repair_gym.evaluation import run_episodes
+    from llm_repair_gym.rl.episodes import run_episodes
 
     return run_episodes(env, policy, seeds, progress=False, instances=instances)
 
@@ -105,8 +105,9 @@ def train_one(spec: dict) -> dict:
     import llm_repair_gym  # noqa: F401  (registers the ids)
     from agents.demonstrations import learn_from_demonstrations
     from agents.dqn import DQNAgent
-    from llm_repair_gym.evaluation import GreedyPolicy, held_out_instances, held_out_seeds
-    from llm_repair_gym.training_log import LOG_FILE
+    from llm_repair_gym.envs.suites import held_out_instances, held_out_seeds
+    from llm_repair_gym.rl.episodes import GreedyPolicy
+    from llm_repair_gym.rl.training_log import LOG_FILE
 
     torch.set_num_threads(1)
     out_dir = Path(spec["out_dir"])
@@ -197,7 +198,7 @@ def reference_returns(seeds: list[int], num_envs: int) -> dict:
     import llm_repair_gym  # noqa: F401  (registers the ids)
     from agents.baselines import OraclePolicy
     from agents.heuristic import HeuristicPolicy
-    from llm_repair_gym.evaluation import held_out_instances, held_out_seeds
+    from llm_repair_gym.envs.suites import held_out_instances, held_out_seeds
 
     env = gym.make_vec("LLMRepair-v0", num_envs=num_envs, autoreset_mode="Disabled", instances="test",
                        progress=False)
@@ -269,7 +270,7 @@ def export_checkpoint(runs: list[dict], report: dict, args: argparse.Namespace) 
     import llm_repair_gym  # noqa: F401  (registers the ids)
     from agents import save_checkpoint
     from agents.dqn import DQNAgent
-    from llm_repair_gym.evaluation import env_names
+    from llm_repair_gym.rl.episodes import env_names
 
     run = next((r for r in runs if r["seed"] == args.export_seed), None)
     if run is None:

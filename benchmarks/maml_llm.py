@@ -3,7 +3,7 @@ model, a model pretrained on the union of the meta-train variants, and a random 
 
     python -m benchmarks.maml_llm --seed 0
 
-Every meta-test variant (``llm_repair_gym.meta_tasks``, 32 of them, none seen in meta-training) gets K
+Every meta-test variant (``llm_repair_gym.meta.tasks``, 32 of them, none seen in meta-training) gets K
 examples per family (``--shots``, default 8 and 32) drawn from its train split, the same draw for every
 initialization. Each initialization is adapted with plain gradient steps on them and scored by exact-match
 accuracy on the variant's whole test split (mean over the three families) after 0-10 and 20 steps: mean
@@ -33,14 +33,14 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.repair_agents import t_interval
-from llm_repair_gym.maml import adapt_steps, losses_after
-from llm_repair_gym.meta_init import MetaInitConfig, gpt2_start, lm_loss, load_meta_init, train_union
-from llm_repair_gym.meta_tasks import meta_tasks, task_tables
-from llm_repair_gym.metrics import evaluate
-from llm_repair_gym.model import ParamLayout
-from llm_repair_gym.presets import get_preset
-from llm_repair_gym.tasks import FAMILIES, TaskSuite
-from llm_repair_gym.zoo import load_zoo
+from llm_repair_gym.lm.metrics import evaluate
+from llm_repair_gym.lm.model import ParamLayout
+from llm_repair_gym.lm.presets import get_preset
+from llm_repair_gym.lm.tasks import FAMILIES, TaskSuite
+from llm_repair_gym.lm.zoo import load_zoo
+from llm_repair_gym.meta.initialization import MetaInitConfig, gpt2_start, lm_loss, load_meta_init, train_union
+from llm_repair_gym.meta.maml import adapt_steps, losses_after
+from llm_repair_gym.meta.tasks import meta_tasks, task_tables
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

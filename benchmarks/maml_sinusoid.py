@@ -3,7 +3,7 @@ up to ten plain gradient steps, and the curvature that decides whether those ste
 
     python -m benchmarks.maml_sinusoid --seeds 1 2 3 --jobs 2
 
-Per seed, meta-trains :class:`llm_repair_gym.maml.MAML` with the paper's settings (1-40-40-1 ReLU MLP
+Per seed, meta-trains :class:`llm_repair_gym.meta.maml.MAML` with the paper's settings (1-40-40-1 ReLU MLP
 initialised as in its code, alpha = 0.01 on K = 10 points, meta-batch 25, Adam 1e-3, second order) once per
 entry of ``--inner-steps``: 1 is the paper's, 5 meta-trains through five inner steps. It also pretrains the
 paper's baseline, one network fitted with Adam to the pooled points of as many tasks. Every initialization is
@@ -15,7 +15,7 @@ tasks whose MSE is non-finite and those that ended worse than they started.
 Why one inner step is not enough: the one-step objective pays only for the first step, and meta-training
 raises the curvature along the inner-loop directions until that step goes far. The benchmark measures it
 as the *sharpness* of each task's support loss, the top eigenvalue of ``alpha * Hessian``
-(:func:`llm_repair_gym.maml.sharpness`): plain gradient descent at alpha is stable near a minimum only where
+(:func:`llm_repair_gym.meta.maml.sharpness`): plain gradient descent at alpha is stable near a minimum only where
 it is below 2. It is measured at each initialization on every held-out task, and during meta-training on a
 fixed probe of 200 tasks every ``--probe-every`` updates.
 
@@ -40,8 +40,8 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from llm_repair_gym.maml import MAML, MAMLConfig, losses_after, sharpness
-from llm_repair_gym.sinusoid import init_mlp, mse, num_params, sample_points, sample_tasks
+from llm_repair_gym.meta.maml import MAML, MAMLConfig, losses_after, sharpness
+from llm_repair_gym.meta.sinusoid import init_mlp, mse, num_params, sample_points, sample_tasks
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

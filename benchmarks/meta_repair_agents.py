@@ -25,9 +25,9 @@ import numpy as np
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from benchmarks.repair_agents import baseline_summaries, t_interval, train_runs
 from llm_repair_gym.envs.meta_repair import INITS
-from llm_repair_gym.evaluation import env_names
-from llm_repair_gym.meta_init import load_meta_init
-from llm_repair_gym.tasks import FAMILIES
+from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.meta.initialization import load_meta_init
+from llm_repair_gym.rl.episodes import env_names
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

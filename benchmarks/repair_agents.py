@@ -29,10 +29,10 @@ import numpy as np
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
 from agents.heuristic import HeuristicPolicy
-from llm_repair_gym.evaluation import env_names, evaluate_and_save, parse_env_kwargs
-from llm_repair_gym.faults import FAULT_NAMES
-from llm_repair_gym.runner import AGENTS
-from llm_repair_gym.training_log import LOG_FILE, learning_curves
+from llm_repair_gym.bench.registry import agent_spec
+from llm_repair_gym.repair.faults import FAULT_NAMES
+from llm_repair_gym.rl.episodes import env_names, evaluate_and_save, parse_env_kwargs
+from llm_repair_gym.rl.training_log import LOG_FILE, learning_curves
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -47,7 +47,7 @@ BASELINES = ("noop", "random", "heuristic", "oracle")
 
 def train_command(agent: str) -> list[str]:
     """The script (and its flags) that trains ``agent``, from the runner's agent table."""
-    return list(AGENTS[agent].script)
+    return list(agent_spec(agent).script)
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
@@ -178,7 +178,7 @@ def main() -> None:
 
 def plot_learning_curves(args: argparse.Namespace, path: Path, bin_steps: int = 500) -> None:
     """Mean training episode return per ``bin_steps`` env steps, over seeds (shaded: min to max), for every
-    agent that logs ``train.csv`` (``llm_repair_gym.training_log``)."""
+    agent that logs ``train.csv`` (``llm_repair_gym.rl.training_log``)."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for agent in args.agents:
         logs = [args.out_dir / f"{agent}_seed{seed}" / LOG_FILE for seed in args.seeds]

@@ -26,11 +26,11 @@ import torch
 
 from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
-from llm_repair_gym.evaluation import EpisodeRecord, run_episodes
-from llm_repair_gym.faults import FAULT_NAMES
-from llm_repair_gym.instances import INSTANCE_MODES
-from llm_repair_gym.precision import PRECISIONS
-from llm_repair_gym.tasks import FAMILIES
+from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.repair.faults import FAULT_NAMES
+from llm_repair_gym.repair.instances import INSTANCE_MODES
+from llm_repair_gym.rl.episodes import EpisodeRecord, run_episodes
+from llm_repair_gym.runtime.precision import PRECISIONS
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:

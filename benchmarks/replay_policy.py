@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import llm_repair_gym  # noqa: F401  (registers the ids)
     from agents import load_policy
     from agents.baselines import OraclePolicy
-    from llm_repair_gym.evaluation import env_names, evaluate_on_held_out
+    from llm_repair_gym.rl.episodes import env_names, evaluate_on_held_out
 
     try:
         policy = load_policy(args.folder, device=args.device)

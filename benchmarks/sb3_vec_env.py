@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from tqdm.auto import tqdm
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
-from llm_repair_gym.sb3 import make_sb3_vec_env
+from llm_repair_gym.integrations.sb3 import make_sb3_vec_env
 
 
 def compare(env_id: str, n: int, steps: int, warmup: int, seed: int) -> dict:

@@ -173,8 +173,8 @@ def model_flops_per_step(env_id: str) -> float:
     """Model FLOPs of one train_all env-step: the action's training plus the measurement every step runs."""
     import gymnasium as gym
 
-    from llm_repair_gym.actions import forward_flops_per_token
-    from llm_repair_gym.tasks import FAMILIES
+    from llm_repair_gym.lm.tasks import FAMILIES
+    from llm_repair_gym.repair.actions import forward_flops_per_token
 
     env = gym.make_vec(env_id, num_envs=1, progress=False)
     dyn, preset = env.ctx.dynamics, env.preset

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from llm_repair_gym.presets import PRESETS
-from llm_repair_gym.tasks import FAMILIES
-from llm_repair_gym.zoo import load_zoo
+from llm_repair_gym.lm.presets import PRESETS
+from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.lm.zoo import load_zoo
 
 ACCURACY_BAR = 0.95
 TIME_BAR_SECONDS = 300.0

@@ -4,6 +4,7 @@ Commands
 --------
 ``zoo``          build (or load from the cache) a preset's healthy model zoo and print its accuracy report.
 ``run``          train or load agents and play them on a suite split; one results line per episode.
+``train``        train one registered agent with its own command line (``llm-repair-gym train dqn --help``).
 ``leaderboard``  rank the agents of results files (rliable statistics); Markdown, JSON, HTML and plots.
 ``verify``       replay every episode of a results file and refuse it if anything differs.
 ``explain``      replay one episode of a results file step by step: a JSON trace and a figure.
@@ -15,11 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from llm_repair_gym.presets import PRESETS
+from llm_repair_gym.lm.presets import PRESETS
 
 
 def _zoo(args: argparse.Namespace) -> int:
-    from llm_repair_gym.zoo import load_zoo
+    from llm_repair_gym.lm.zoo import load_zoo
 
     zoo = load_zoo(args.preset, seed=args.seed, cache_dir=args.cache_dir, device=args.device, rebuild=args.rebuild)
     print(zoo.report())
@@ -29,8 +30,9 @@ def _zoo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from llm_repair_gym.runner import PLAYED_SOURCES, agents_for, plan_jobs, run_jobs
-    from llm_repair_gym.suites import load_suite
+    from llm_repair_gym.bench.registry import agents_for
+    from llm_repair_gym.bench.runner import PLAYED_SOURCES, plan_jobs, run_jobs
+    from llm_repair_gym.envs.suites import load_suite
 
     agents = agents_for(load_suite(args.suite).env_id) if args.agents == ["all"] else args.agents
     todo, done = plan_jobs(agents, args.seeds, args.suite, args.split, args.out_dir, rerun=args.rerun,
@@ -43,8 +45,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from llm_repair_gym.bench.registry import agent_spec
+
+    spec = agent_spec(args.agent)
+    if spec.kind != "trained":
+        raise ValueError(f"{args.agent} is a {spec.kind} agent: only trained agents train")
+    spec.train([*spec.script[1:], *args.arguments])
+    return 0
+
+
 def _leaderboard(args: argparse.Namespace) -> int:
-    from llm_repair_gym.leaderboard import write_leaderboard
+    from llm_repair_gym.bench.leaderboard import write_leaderboard
 
     write_leaderboard(args.results, args.out_dir, seed=args.seed)
     print((args.out_dir / "leaderboard.md").read_text())
@@ -53,7 +65,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from llm_repair_gym.verify import verify_results
+    from llm_repair_gym.bench.verify import verify_results
 
     report = verify_results(args.results, num_envs=args.num_envs)
     print(report.text())
@@ -61,10 +73,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from llm_repair_gym.explain import explain_episode
-    from llm_repair_gym.results import read_results
-    from llm_repair_gym.runner import agent_env_kwargs
-    from llm_repair_gym.suites import load_suite
+    from llm_repair_gym.bench.explain import explain_episode
+    from llm_repair_gym.bench.results import read_results
+    from llm_repair_gym.bench.runner import agent_env_kwargs
+    from llm_repair_gym.envs.suites import load_suite
 
     records = read_results(args.results)
     if not 0 <= args.episode < len(records):
@@ -97,12 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--rebuild", action="store_true", help="train afresh even if a valid cache exists")
     zoo.set_defaults(run=_zoo)
 
-    from llm_repair_gym.runner import AGENTS
-    from llm_repair_gym.suites import suite_names
+    from llm_repair_gym.bench.registry import registered_agents
+    from llm_repair_gym.envs.suites import suite_names
 
+    agents = registered_agents()
     run = commands.add_parser("run", help="train or load agents and play them on a suite split")
-    run.add_argument("--agents", nargs="+", default=["all"], choices=["all", *AGENTS], metavar="AGENT",
-                     help=f"'all' (every agent that plays the suite's env) or some of {', '.join(AGENTS)}")
+    run.add_argument("--agents", nargs="+", default=["all"], choices=["all", *agents], metavar="AGENT",
+                     help=f"'all' (every agent that plays the suite's env) or some of {', '.join(agents)}")
     run.add_argument("--suite", default="LLMRepair-Suite-v0", choices=suite_names())
     run.add_argument("--split", default="test", choices=("train", "test"))
     run.add_argument("--seeds", type=_positive, default=10, help="runs per agent: seeds 1..SEEDS")
@@ -115,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rerun", action="store_true", help="play jobs again even where their results exist")
     run.add_argument("--out-dir", type=Path, default=Path("results/leaderboard"))
     run.set_defaults(run=_run)
+
+    train = commands.add_parser("train", help="train one registered agent with its own command line",
+                                description="Train AGENT with its spec's train function: the agent's recipe "
+                                "(its script's fixed flags) followed by ARGUMENTS, e.g. llm-repair-gym train dqfd "
+                                "--seed 1 --total-steps 8000 --out-dir results/dqfd. Its flags: llm-repair-gym "
+                                "train AGENT --help.")
+    train.add_argument("agent", choices=[name for name, spec in agents.items() if spec.kind == "trained"],
+                       metavar="AGENT", help=f"one of {', '.join(n for n, s in agents.items() if s.kind == 'trained')}")
+    train.add_argument("arguments", nargs=argparse.REMAINDER, help="the agent's own flags")
+    train.set_defaults(run=_train)
 
     board = commands.add_parser("leaderboard", help="rank the agents of results files")
     board.add_argument("results", nargs="+", type=Path, help="results files or folders of them")

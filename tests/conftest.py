@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from llm_repair_gym import micro
+from llm_repair_gym import testing as micro
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def cache_dir(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_zoo():
     """The real tiny zoo (built once, about 1.5 minutes on 2 cores, then cached)."""
-    from llm_repair_gym.zoo import load_zoo
+    from llm_repair_gym.lm.zoo import load_zoo
 
     return load_zoo("tiny", progress=False)
 

@@ -5,7 +5,7 @@ import pytest
 
 from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
-from llm_repair_gym.evaluation import run_episodes
+from llm_repair_gym.rl.episodes import run_episodes
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from llm_repair_gym import dynamics
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
+from llm_repair_gym.repair import dynamics
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
-from llm_repair_gym.checks import check_vector_env
+from llm_repair_gym.envs.checker import check_vector_env
 from llm_repair_gym.envs.repair import LLMRepairEnv, LLMRepairVectorEnv
-from llm_repair_gym.faults import FAULT_NAMES
-from llm_repair_gym.tasks import FAMILIES
+from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.repair.faults import FAULT_NAMES
 
 
 @pytest.fixture
@@ -110,14 +110,14 @@ def test_bad_kwargs_are_rejected(micro, kwargs, message):
     ({"filter_min_loss": -0.1}, "filter_min_loss"), ({"trusted_lr": 0.0}, "trusted_lr"),
 ])
 def test_bad_dynamics_are_rejected(kwargs, message):
-    from llm_repair_gym.dynamics import DynamicsConfig
+    from llm_repair_gym.repair.dynamics import DynamicsConfig
 
     with pytest.raises(ValueError, match=message):
         DynamicsConfig(**kwargs)
 
 
 def test_trusted_set_must_fit_the_training_split(micro):
-    from llm_repair_gym.dynamics import DynamicsConfig
+    from llm_repair_gym.repair.dynamics import DynamicsConfig
 
     with pytest.raises(ValueError, match="trusted_size"):
         LLMRepairVectorEnv(**{**micro, "dynamics": DynamicsConfig(trusted_size=100_000)})
@@ -214,7 +214,7 @@ def test_filter_drops_what_the_trusted_copy_gets_wrong_and_judges_afresh(micro):
     env = vector(micro, n=1, faults=["label_noise"])
     env.reset(seed=4)
     filt, restore = env.action_names.index("filter_noisy"), env.action_names.index("restore_data")
-    from llm_repair_gym.dynamics import pool_scores, trusted_copy
+    from llm_repair_gym.repair.dynamics import pool_scores, trusted_copy
 
     before = env.state.clone()
     judge = trusted_copy(env.ctx, env.state, torch.tensor([0]))
@@ -266,7 +266,7 @@ def test_fork_by_clone_replays_identically(micro):
 _TRAJECTORY_HASH = """
 import hashlib, sys, numpy as np
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
-from llm_repair_gym.micro import micro_env_kwargs
+from llm_repair_gym.testing import micro_env_kwargs
 env = LLMRepairVectorEnv(num_envs=3, **micro_env_kwargs(sys.argv[1]))
 digest = hashlib.sha256(env.reset(seed=21)[0].tobytes())
 for a in np.random.default_rng(0).integers(env.single_action_space.n, size=(6, 3)):

@@ -1,6 +1,6 @@
 """Held-out evaluation: seeds never met in training, greedy policies, summaries, the training scripts."""
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -11,17 +11,16 @@ import torch
 from agents import load_policy
 from agents.dqn import DQNAgent, DQNConfig, QNetwork
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
-from llm_repair_gym.evaluation import (
-    HELD_OUT_BASE,
+from llm_repair_gym.envs.suites import HELD_OUT_BASE, held_out_seeds
+from llm_repair_gym.repair.faults import FAULT_NAMES, FAULTS
+from llm_repair_gym.rl.episodes import (
     GreedyPolicy,
     env_names,
     held_out_kwargs,
-    held_out_seeds,
     parse_env_kwargs,
     run_episodes,
     summarize,
 )
-from llm_repair_gym.faults import FAULT_NAMES, FAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,10 +65,9 @@ def test_scaled_observations_map_bounds_to_unit_interval(tmp_path):
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The training module behind ``scripts/<name>.py`` (which only calls its ``main``)."""
+    assert f"from agents.{name} import main" in (ROOT / "scripts" / f"{name}.py").read_text()
+    return importlib.import_module(f"agents.{name}")
 
 
 @pytest.mark.parametrize("name, saved, extra", [

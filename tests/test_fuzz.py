@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
-from llm_repair_gym.faults import FAULT_NAMES
-from llm_repair_gym.micro import micro_env_kwargs
+from llm_repair_gym.repair.faults import FAULT_NAMES
+from llm_repair_gym.testing import micro_env_kwargs
 
 IDS = sorted(k for k, spec in registry.items() if str(spec.entry_point).startswith("llm_repair_gym."))
 FUZZ = settings(max_examples=20, deadline=None, derandomize=True,

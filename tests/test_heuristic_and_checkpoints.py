@@ -11,8 +11,8 @@ from agents import load_policy, save_checkpoint
 from agents.dqn import DQNAgent, DQNConfig
 from agents.heuristic import HeuristicPolicy
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
-from llm_repair_gym.evaluation import evaluate_on_held_out, run_episodes
-from llm_repair_gym.tasks import FAMILIES
+from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.rl.episodes import evaluate_on_held_out, run_episodes
 
 
 class NoInfo:
@@ -87,7 +87,7 @@ def test_lookahead_over_the_heuristic_is_exact_and_never_worse(micro_env_kwargs)
     """benchmarks/headroom.py: the branch of the heuristic's own choice is its episode, bit for bit, and the
     lookahead's actions replayed on a fresh env give the lookahead's return, which is at least the heuristic's."""
     from benchmarks.headroom import play_entry
-    from llm_repair_gym.verify import ReplayPolicy
+    from llm_repair_gym.bench.verify import ReplayPolicy
 
     def make(n):
         return LLMRepairVectorEnv(num_envs=n, instances="test", autoreset_mode="Disabled", max_episode_steps=4,

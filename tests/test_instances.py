@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from llm_repair_gym.cache import MANIFEST_FILE, WEIGHTS_FILE
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
-from llm_repair_gym.faults import FAULT_NAMES
-from llm_repair_gym.instances import BankConfig, blank_state, build_instances, instance_seed, start_live
-from llm_repair_gym.tasks import FAMILIES
+from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.repair.faults import FAULT_NAMES
+from llm_repair_gym.repair.instances import BankConfig, blank_state, build_instances, instance_seed, start_live
+from llm_repair_gym.runtime.cache import MANIFEST_FILE, WEIGHTS_FILE
 
 
 @pytest.fixture(scope="module")

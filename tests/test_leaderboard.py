@@ -10,13 +10,20 @@ import numpy as np
 import pytest
 from rliable import metrics
 
-from llm_repair_gym import suites
+from llm_repair_gym.bench.leaderboard import (
+    agent_colors,
+    aggregate,
+    run_mean_interval,
+    score_matrices,
+    write_leaderboard,
+)
+from llm_repair_gym.bench.registry import registered_agents
+from llm_repair_gym.bench.results import MAX_LINE_BYTES, read_many, read_results, write_results
+from llm_repair_gym.bench.runner import plan_jobs, run_job, run_jobs, source_revision
+from llm_repair_gym.bench.verify import verify_results
 from llm_repair_gym.cli import main
-from llm_repair_gym.leaderboard import agent_colors, aggregate, run_mean_interval, score_matrices, write_leaderboard
-from llm_repair_gym.meta_tasks import meta_tasks
-from llm_repair_gym.results import MAX_LINE_BYTES, read_many, read_results, write_results
-from llm_repair_gym.runner import AGENTS, plan_jobs, run_job, run_jobs, source_revision
-from llm_repair_gym.verify import verify_results
+from llm_repair_gym.envs import suites
+from llm_repair_gym.meta.tasks import meta_tasks
 
 SUITE = "LLMRepair-Suite-v0"
 CARRIED = Path(__file__).resolve().parents[1] / "benchmarks" / "leaderboard"
@@ -331,7 +338,7 @@ def test_the_whole_run_interval_keeps_a_bad_seed_bad_on_every_entry():
 
 
 def test_an_agent_keeps_its_colour_whatever_the_board_holds():
-    every = agent_colors([*AGENTS, "someone_else"])
+    every = agent_colors([*registered_agents(), "someone_else"])
     assert len(set(every.values())) == len(every)  # the runner's agents and an unknown one: all distinct
     few = agent_colors(["sb3_qrdqn", "someone_else", "noop"])  # another board, another order
     assert few == {agent: every[agent] for agent in few}

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.func import grad
 
-from llm_repair_gym.maml import MAML, MAMLConfig, adapt, losses_after, sharpness
-from llm_repair_gym.sinusoid import init_mlp, mse, num_params, sample_points, sample_tasks
+from llm_repair_gym.meta.maml import MAML, MAMLConfig, adapt, losses_after, sharpness
+from llm_repair_gym.meta.sinusoid import init_mlp, mse, num_params, sample_points, sample_tasks
 
 
 def _tasks(t=3, k=6, seed=0):
@@ -196,8 +196,8 @@ def test_bad_settings_are_refused():
 
 
 def test_meta_learned_initialization_is_cached_and_deterministic(micro_preset, tmp_path):
-    from llm_repair_gym.meta_init import MetaInitConfig, load_meta_init, train_union
-    from llm_repair_gym.model import ParamLayout
+    from llm_repair_gym.lm.model import ParamLayout
+    from llm_repair_gym.meta.initialization import MetaInitConfig, load_meta_init, train_union
 
     config = MetaInitConfig(iterations=3, meta_batch=2, shots=2, query=3)
     built = load_meta_init(micro_preset, seed=1, config=config, cache_dir=tmp_path, progress=False)

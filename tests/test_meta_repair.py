@@ -11,16 +11,16 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
-from llm_repair_gym import optim
-from llm_repair_gym.checks import check_vector_env
+from llm_repair_gym.envs.checker import check_vector_env
 from llm_repair_gym.envs.meta_repair import LLMMetaRepairEnv, LLMMetaRepairVectorEnv, relabel_embeddings
-from llm_repair_gym.meta_init import load_meta_init
-from llm_repair_gym.meta_tasks import check_task, generate_meta_tasks, meta_tasks, task_tables, token_map
-from llm_repair_gym.micro import micro_env_kwargs as micro_env_kwargs_for
-from llm_repair_gym.model import ParamLayout, init_params
-from llm_repair_gym.presets import get_preset
-from llm_repair_gym.tasks import FAMILIES, TaskSuite
-from llm_repair_gym.training import batch_loss, train_step
+from llm_repair_gym.lm import optim
+from llm_repair_gym.lm.model import ParamLayout, init_params
+from llm_repair_gym.lm.presets import get_preset
+from llm_repair_gym.lm.tasks import FAMILIES, TaskSuite
+from llm_repair_gym.lm.training import batch_loss, train_step
+from llm_repair_gym.meta.initialization import load_meta_init
+from llm_repair_gym.meta.tasks import check_task, generate_meta_tasks, meta_tasks, task_tables, token_map
+from llm_repair_gym.testing import micro_env_kwargs as micro_env_kwargs_for
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import functools, sys
 import gymnasium as gym
 import numpy as np
 import llm_repair_gym
-from llm_repair_gym.micro import micro_env_kwargs
+from llm_repair_gym.testing import micro_env_kwargs
 kw = micro_env_kwargs(sys.argv[1])
 if __name__ == "__main__":
     env = gym.make("LLMRepair-v0", **kw)

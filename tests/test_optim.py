@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from llm_repair_gym import optim
-from llm_repair_gym.model import ModelConfig, ParamLayout, init_params, param_group
-from llm_repair_gym.tasks import FAMILIES, TaskSuite
-from llm_repair_gym.training import batch_loss
+from llm_repair_gym.lm import optim
+from llm_repair_gym.lm.model import ModelConfig, ParamLayout, init_params, param_group
+from llm_repair_gym.lm.tasks import FAMILIES, TaskSuite
+from llm_repair_gym.lm.training import batch_loss
 
 CONFIG = ModelConfig(vocab_size=76, n_ctx=16, n_layer=2, n_head=2, n_embd=16)
 LAYOUT = ParamLayout.of(CONFIG)
@@ -77,7 +77,7 @@ def test_masked_groups_and_envs_stay_bitwise_unchanged():
 
 
 def test_training_reduces_loss_per_env():
-    from llm_repair_gym.training import train_step
+    from llm_repair_gym.lm.training import train_step
 
     gen = torch.Generator().manual_seed(2)
     suite = TaskSuite()
@@ -93,7 +93,7 @@ def test_training_reduces_loss_per_env():
 
 def test_family_parts_give_the_loss_of_one_padded_batch():
     """Cutting each family's part to its own length changes no loss: only padding is cut."""
-    from llm_repair_gym.tasks import Batch
+    from llm_repair_gym.lm.tasks import Batch
 
     gen = torch.Generator().manual_seed(5)
     suite = TaskSuite()

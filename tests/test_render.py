@@ -9,10 +9,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
+from llm_repair_gym.bench.explain import explain_episode
 from llm_repair_gym.envs.repair import LLMRepairEnv, LLMRepairVectorEnv
-from llm_repair_gym.explain import explain_episode
-from llm_repair_gym.micro import micro_env_kwargs as micro_env_kwargs_for
-from llm_repair_gym.tasks import FAMILIES
+from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.testing import micro_env_kwargs as micro_env_kwargs_for
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

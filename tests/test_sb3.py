@@ -11,7 +11,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecMonitor, VecNormalize
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
-from llm_repair_gym.sb3 import SB3VecEnv, make_sb3_vec_env
+from llm_repair_gym.integrations.sb3 import SB3VecEnv, make_sb3_vec_env
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ from agents.sb3_baselines import (
     parse_policy_kwargs,
     save_policy,
 )
-from llm_repair_gym.runner import AGENTS
-from llm_repair_gym.sb3 import make_sb3_vec_env
+from llm_repair_gym.bench.registry import registered_agents
+from llm_repair_gym.integrations.sb3 import make_sb3_vec_env
 
+AGENTS = registered_agents()
 SB3_AGENTS = [(name, env_id) for name, spec in AGENTS.items() if spec.script[:1] == ("scripts/train_sb3.py",)
               for env_id in spec.env_ids]
 

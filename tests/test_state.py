@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
-from llm_repair_gym.env_state import EnvState
 from llm_repair_gym.envs.repair import LLMRepairEnv, LLMRepairVectorEnv
+from llm_repair_gym.envs.snapshot import EnvState
 
 
 @pytest.fixture
@@ -74,9 +74,9 @@ def test_single_env_fork_and_state_through_gym_make(micro):
 
 _RESTORE = """
 import sys, hashlib, numpy as np
-from llm_repair_gym.env_state import EnvState
+from llm_repair_gym.envs.snapshot import EnvState
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
-from llm_repair_gym.micro import micro_env_kwargs
+from llm_repair_gym.testing import micro_env_kwargs
 env = LLMRepairVectorEnv(num_envs=3, **micro_env_kwargs(sys.argv[1]))
 env.set_state(EnvState.load(sys.argv[2]))
 digest = hashlib.sha256()

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from llm_repair_gym.metrics import evaluate_family, macro_f1
-from llm_repair_gym.model import ModelConfig, forward, init_params
-from llm_repair_gym.tasks import END, FAMILIES, PAD, SEP, SPLITS, TaskConfig, TaskSuite
+from llm_repair_gym.lm.metrics import evaluate_family, macro_f1
+from llm_repair_gym.lm.model import ModelConfig, forward, init_params
+from llm_repair_gym.lm.tasks import END, FAMILIES, PAD, SEP, SPLITS, TaskConfig, TaskSuite
 
 SUITE = TaskSuite()
 OPEN, CLOSE = {6: 7, 8: 9}, {7, 9}

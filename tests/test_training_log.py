@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from llm_repair_gym.training_log import learning_curves, read_episode_returns, training_log
+from llm_repair_gym.rl.training_log import learning_curves, read_episode_returns, training_log
 
 
 def _log(path, episodes):

@@ -5,7 +5,7 @@ import pytest
 from gymnasium import spaces
 
 from llm_repair_gym.envs.repair import LLMRepairEnv, LLMRepairVectorEnv
-from llm_repair_gym.wrappers import DiscretizeObservation, Discretizer, VectorDiscretizeObservation
+from llm_repair_gym.envs.wrappers import DiscretizeObservation, Discretizer, VectorDiscretizeObservation
 
 
 def test_discretizer_is_a_mixed_radix_number():

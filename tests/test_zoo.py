@@ -8,8 +8,8 @@ import warnings
 import pytest
 import torch
 
-from llm_repair_gym.cache import MANIFEST_FILE, WEIGHTS_FILE
-from llm_repair_gym.zoo import load_zoo, train_zoo, zoo_path
+from llm_repair_gym.lm.zoo import load_zoo, train_zoo, zoo_path
+from llm_repair_gym.runtime.cache import MANIFEST_FILE, WEIGHTS_FILE
 
 
 def same_weights(a, b) -> bool:

@@ -1,9 +1,9 @@
 """LLMMetaRepair-v0: adapt and repair the language model on meta-task variants it was not trained for.
 
-An episode is set in a meta-task (:mod:`llm_repair_gym.meta_tasks`): a variant of the three task families,
+An episode is set in a meta-task (:mod:`llm_repair_gym.meta.tasks`): a variant of the three task families,
 whose accuracy is what the reward measures, and a fault from the env's fault distribution. The model starts
 from an initialization (``init="zoo"``: a zoo model trained on the original tasks; ``init="maml"``: the
-meta-learned initialization of :mod:`llm_repair_gym.meta_init`) with the fault injected, and the agent
+meta-learned initialization of :mod:`llm_repair_gym.meta.initialization`) with the fault injected, and the agent
 adapts and repairs it with LLMRepair-v0's actions and observation.
 
 A variant relabels tokens and swaps the fact table. Training a model on relabelled data is the same as
@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from llm_repair_gym.dynamics import validation_accuracy
-from llm_repair_gym.env_state import EnvState, json_config
 from llm_repair_gym.envs.repair import LLMRepairEnv, LLMRepairVectorEnv, _manual
-from llm_repair_gym.meta_init import MetaInitConfig, load_meta_init
-from llm_repair_gym.meta_tasks import META_SPLITS, META_TASKS_VERSION, check_task, meta_tasks, task_tables
-from llm_repair_gym.model import ParamLayout
+from llm_repair_gym.envs.snapshot import EnvState, json_config
+from llm_repair_gym.envs.types import VectorResetReturn
+from llm_repair_gym.lm.model import ParamLayout
+from llm_repair_gym.meta.initialization import MetaInitConfig, load_meta_init
+from llm_repair_gym.meta.tasks import META_SPLITS, META_TASKS_VERSION, check_task, meta_tasks, task_tables
+from llm_repair_gym.repair.dynamics import validation_accuracy
 
 META_ENV_ID = "LLMMetaRepair-v0"
 INITS = ("zoo", "maml")
@@ -122,7 +123,7 @@ class LLMMetaRepairVectorEnv(LLMRepairVectorEnv):
         raise ValueError(f"task {task.get('id', '?')!r} is not a task of the {self.split!r} split: set_task takes "
                          f"a task from sample_tasks() or meta_tasks({self.split!r})")
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> VectorResetReturn:
         """LLMRepair-v0's reset, plus ``options["task"]``: an index into the split's tasks (an int, or one per
         env) that sets the reset envs' task for this reset only (``set_task`` sets it for every later one)."""
         options = dict(options or {})
@@ -205,9 +206,9 @@ def _meta_manual() -> str:
         "": "Adapt and repair a small GPT-2 on a meta-task: a variant of its task families it was not trained on.",
         "Description": f"""\
     An episode is set in a *task*: a variant of the three task families (the bracket alphabet relabelled,
-    sorting under a permuted digit order, a fresh fact table; see `llm_repair_gym.meta_tasks`). The model
+    sorting under a permuted digit order, a fresh fact table; see `llm_repair_gym.meta.tasks`). The model
     starts from an initialization, `init="zoo"` (a zoo model, trained on the original tasks) or `init="maml"`
-    (the meta-learned initialization, `llm_repair_gym.meta_init`), with a fault injected (default faults:
+    (the meta-learned initialization, `llm_repair_gym.meta.initialization`), with a fault injected (default faults:
     {faults}; any of LLMRepair-v0's may be given). Reward, cost, actions and observation are
     LLMRepair-v0's, measured on the task's own validation examples: the agent adapts the model to the task
     and repairs it.

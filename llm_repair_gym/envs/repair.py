@@ -18,10 +18,18 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from llm_repair_gym import __version__, optim
-from llm_repair_gym.actions import CATEGORIES, Action, build_actions
-from llm_repair_gym.allocator import keep_freed_memory
-from llm_repair_gym.dynamics import (
+from llm_repair_gym._version import __version__
+from llm_repair_gym.envs.snapshot import STATE_FORMAT, EnvState, json_config
+from llm_repair_gym.envs.trace import RENDERERS, Trace, TraceStep
+from llm_repair_gym.envs.types import ResetReturn, StepReturn, VectorResetReturn, VectorStepReturn
+from llm_repair_gym.envs.vector_info import unbatch, with_masks
+from llm_repair_gym.lm import optim
+from llm_repair_gym.lm.model import group_names
+from llm_repair_gym.lm.presets import Preset, get_preset
+from llm_repair_gym.lm.tasks import FAMILIES, TaskSuite
+from llm_repair_gym.lm.zoo import load_zoo, zoo_hash
+from llm_repair_gym.repair.actions import CATEGORIES, Action, build_actions
+from llm_repair_gym.repair.dynamics import (
     UNIFORM_MIX,
     Context,
     DynamicsConfig,
@@ -38,18 +46,12 @@ from llm_repair_gym.dynamics import (
     train,
     validation_accuracy,
 )
-from llm_repair_gym.env_state import STATE_FORMAT, EnvState, json_config
-from llm_repair_gym.faults import FAULT_NAMES, FAULTS, fault_indices, target_names
-from llm_repair_gym.features import assemble, build_features, columns
-from llm_repair_gym.instances import INSTANCE_MODES, BankConfig, InstanceBank, blank_state, load_bank, start_live
-from llm_repair_gym.model import group_names
-from llm_repair_gym.precision import precision_context
-from llm_repair_gym.presets import Preset, get_preset
-from llm_repair_gym.tasks import FAMILIES, TaskSuite
-from llm_repair_gym.threads import configure_threads
-from llm_repair_gym.trace import RENDERERS, Trace, TraceStep
-from llm_repair_gym.vector_info import unbatch, with_masks
-from llm_repair_gym.zoo import load_zoo, zoo_hash
+from llm_repair_gym.repair.faults import FAULT_NAMES, FAULTS, fault_indices, target_names
+from llm_repair_gym.repair.features import assemble, build_features, columns
+from llm_repair_gym.repair.instances import INSTANCE_MODES, BankConfig, InstanceBank, blank_state, load_bank, start_live
+from llm_repair_gym.runtime.allocator import keep_freed_memory
+from llm_repair_gym.runtime.precision import precision_context
+from llm_repair_gym.runtime.threads import configure_threads
 
 ENV_ID = "LLMRepair-v0"
 HEALTHY_MARGIN = 0.05  # a family within this of its healthy accuracy at reset counts as working
@@ -198,7 +200,7 @@ class LLMRepairVectorEnv(VectorEnv):
     def _suite_bank(self, name: str) -> InstanceBank:
         """The bank with draws limited to suite ``name``'s instances of this env's split, after checking that
         the suite is this env's and that the bank holds the instances the suite lists."""
-        from llm_repair_gym.suites import check_bank, load_suite
+        from llm_repair_gym.envs.suites import check_bank, load_suite
 
         suite = load_suite(name)
         if suite.env_id != self.ENV_ID or suite.env_kwargs.get("preset", "tiny") != self.preset.name:
@@ -272,7 +274,7 @@ class LLMRepairVectorEnv(VectorEnv):
     # --- reset ---------------------------------------------------------------------------------------
 
     def reset(self, *, seed: int | list[int] | None = None,
-              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+              options: dict[str, Any] | None = None) -> VectorResetReturn:
         """Reset all envs (or those in ``options["reset_mask"]``); env ``i`` is seeded with ``seed + i``.
 
         Without a seed, the first reset draws every env's seed from the env's generator; later ones give each
@@ -384,7 +386,7 @@ class LLMRepairVectorEnv(VectorEnv):
 
     # --- step ----------------------------------------------------------------------------------------
 
-    def step(self, actions) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    def step(self, actions) -> VectorStepReturn:
         """Apply one action per env; see the class docstring for rewards, costs and episode ends.
 
         The device work runs without a host synchronisation; the results cross to the host in one transfer
@@ -508,7 +510,7 @@ class LLMRepairVectorEnv(VectorEnv):
 
     def render(self) -> tuple[str | np.ndarray, ...] | None:
         """One frame per env of its episode so far: a string (``render_mode="ansi"``) or an ``uint8`` image
-        ``[H, W, 3]`` of fixed size (``"rgb_array"``); see :class:`llm_repair_gym.trace.Trace`."""
+        ``[H, W, 3]`` of fixed size (``"rgb_array"``); see :class:`llm_repair_gym.envs.trace.Trace`."""
         self._check_open()
         if self.render_mode is None:
             gym.logger.warn(f"render() without a render_mode does nothing: make the env with render_mode in "
@@ -665,7 +667,7 @@ class LLMRepairEnv(gym.Env):
         self.action_names = self.vector.action_names
         self.feature_names = self.vector.feature_names
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> ResetReturn:
         self.vector._check_open()
         if seed is not None:
             self.vector._check_seeds(seed)  # refused before anything changes
@@ -676,7 +678,7 @@ class LLMRepairEnv(gym.Env):
         obs, info = self.vector.reset(seed=episode_seed, options=options)
         return obs[0], unbatch(info, 0)
 
-    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
+    def step(self, action) -> StepReturn:
         if not self.action_space.contains(action):
             raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
         obs, reward, terminated, truncated, info = self.vector.step(np.array([int(action)]))
@@ -792,7 +794,7 @@ def _manual(**overrides: str) -> str:
     to a minute, and on 2 CPU cores a step gains about 10%), `num_threads` (None: torch's threads are left
     alone in the main process and set to one in a multiprocessing worker; an int sets them), `render_mode`
     (None, "ansi" or "rgb_array"; see Rendering), `suite` (None; a suite name such as "LLMRepair-Suite-v0":
-    resets draw only that suite's instances of the env's split, see `llm_repair_gym.suites`). The vector env
+    resets draw only that suite's instances of the env's split, see `llm_repair_gym.envs.suites`). The vector env
     also takes `num_envs` and `autoreset_mode` (SAME_STEP or DISABLED).""",
         "State": """\
     `get_state()` returns an `EnvState` (every tensor, counter and generator that decides what comes next);
@@ -818,14 +820,14 @@ def _manual(**overrides: str) -> str:
     (into `env.fault_names`, the fault's blocks or families (-1: none), `env.action_names`).""",
         "Version History": """\
     * v0 (0.7): unchanged dynamics (every figure stands); render modes `ansi` and `rgb_array`; `suite=`
-      restricts resets to an evaluation suite's instances (`llm_repair_gym.suites`).
+      restricts resets to an evaluation suite's instances (`llm_repair_gym.envs.suites`).
     * v0 (0.6): unchanged dynamics (every figure stands); new agents only (DQN from demonstrations).
     * v0 (0.5): unchanged dynamics (every figure stands); `LLMMetaRepair-v0`, the same env over meta-task
       variants, is registered beside it. Saved states carry the package version, so 0.4 states are refused.
     * v0 (0.4): an unseeded `reset()` after the first one continues each env's own random stream (before, it
       drew fresh seeds from the env's generator), so single envs behind SB3's `DummyVecEnv` match the native
-      vector env across autoresets; SB3's `VecEnv` over the native vector env (`llm_repair_gym.sb3`). Seeded
-      resets and autoresets are unchanged: every figure stands.
+      vector env across autoresets; SB3's `VecEnv` over the native vector env
+      (`llm_repair_gym.integrations.sb3`). Seeded resets and autoresets are unchanged: every figure stands.
     * v0 (0.3): `get_state`, `set_state`, `fork` and saved states; `num_threads`; processes forked after
       the import, and envs built in multiprocessing workers, run torch on one thread (forked workers used
       to hang); `step`, `reset` and state calls after `close` raise; bad devices and seeds are refused

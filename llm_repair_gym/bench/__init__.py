@@ -1,0 +1,1 @@
+"""The benchmark: results files, the runner, verification, episode explanations and the leaderboard."""

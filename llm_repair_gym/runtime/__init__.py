@@ -1,0 +1,2 @@
+"""Process-level plumbing under everything else: torch threads, the allocator, numeric precision, verified on-disk
+caches."""
