@@ -56,11 +56,18 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _caller_level() -> int:
-    """The stack level of the first frame outside the import machinery and this module (the importer)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and (frame.f_code.co_filename.startswith("<frozen")
-                                 or frame.f_code.co_filename == __file__):
-        frame, level = frame.f_back, level + 1
+    """The ``stacklevel`` that makes the warning name the importing line: ``warnings`` skips the import system's
+    own frames when it counts; the frames of this module and of ``importlib.import_module`` are counted here."""
+    frame, level = sys._getframe(2), 1  # frame 2: the caller of create_module
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if "importlib" in name and "_bootstrap" in name:
+            frame = frame.f_back
+            continue
+        level += 1
+        if name != __file__ and name != importlib.__file__:
+            break
+        frame = frame.f_back
     return level
 
 
