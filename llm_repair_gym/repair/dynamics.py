@@ -269,11 +269,6 @@ def rollback(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
     reset_optimizer(ctx, state, env_ids)
 
 
-def is_nonfinite(state: RepairState, env_ids: torch.Tensor) -> torch.Tensor:
-    """``[n]`` bool: some parameter of the env is NaN or infinite."""
-    return ~torch.isfinite(state.params[env_ids]).all(1)
-
-
 @torch.no_grad()
 def validation_accuracy(ctx: Context, params: torch.Tensor, fact_tables: torch.Tensor) -> torch.Tensor:
     """Exact match ``[n, F]`` on the fixed validation examples of flat models ``params [n, P]`` (e.g. the zoo's)."""
