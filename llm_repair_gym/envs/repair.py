@@ -30,20 +30,12 @@ from llm_repair_gym.lm.tasks import FAMILIES, TaskSuite
 from llm_repair_gym.lm.zoo import load_zoo, zoo_hash
 from llm_repair_gym.repair.actions import CATEGORIES, Action, build_actions
 from llm_repair_gym.repair.dynamics import (
-    UNIFORM_MIX,
     Context,
     DynamicsConfig,
     Measurement,
-    filter_pool,
     lr_of_level,
     measure,
-    one_family_mix,
-    prune,
-    reinit_block,
     reset_optimizer,
-    restore_pool,
-    rollback,
-    train,
     validation_accuracy,
 )
 from llm_repair_gym.repair.faults import FAULT_NAMES, FAULTS, fault_indices, target_names
@@ -58,36 +50,6 @@ HEALTHY_MARGIN = 0.05  # a family within this of its healthy accuracy at reset c
 _AUTORESET_MODES = (AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
 OUTPUTS = ("numpy", "torch")
 RENDER_FPS = 2  # frames (steps) per second of a video of an episode
-
-
-def _train_effect(ctx: Context, state, env_ids: torch.Tensor, family: int) -> None:
-    mix = UNIFORM_MIX if family < 0 else one_family_mix(family)
-    train(ctx, state, env_ids, mix, ctx.dynamics.train_steps)
-
-
-def _lr_effect(ctx: Context, state, env_ids: torch.Tensor, direction: int) -> None:
-    dyn = ctx.dynamics
-    state.lr_level[env_ids] = (state.lr_level[env_ids] + direction).clamp(dyn.min_lr_level, dyn.max_lr_level)
-    state.opt.lr[env_ids] = lr_of_level(ctx, state.lr_level[env_ids])
-
-
-def _switch_effect(ctx: Context, state, env_ids: torch.Tensor, arg: int) -> None:
-    state.opt.optimizer[env_ids] = 1 - state.opt.optimizer[env_ids]
-    reset_optimizer(ctx, state, env_ids)  # the new optimizer starts fresh (the two share their moment buffer)
-
-
-# What each action kind does to the envs that chose it (``arg`` is the action row's family, block or sign).
-EFFECTS = {
-    "train": _train_effect,
-    "filter": lambda ctx, state, ids, arg: filter_pool(ctx, state, ids),
-    "restore": lambda ctx, state, ids, arg: restore_pool(ctx, state, ids),
-    "reinit": lambda ctx, state, ids, block: reinit_block(ctx, state, ids, block),
-    "rollback": lambda ctx, state, ids, arg: rollback(ctx, state, ids),
-    "prune": lambda ctx, state, ids, arg: prune(ctx, state, ids),
-    "lr": _lr_effect,
-    "switch_optimizer": _switch_effect,
-    "stop": lambda ctx, state, ids, arg: None,
-}
 
 
 class LLMRepairVectorEnv(VectorEnv):
@@ -497,7 +459,7 @@ class LLMRepairVectorEnv(VectorEnv):
         for index, action in enumerate(self.actions):
             if counts[index]:
                 env_ids = grouped[starts[index]:starts[index] + counts[index]]
-                EFFECTS[action.kind](self.ctx, self.state, env_ids, action.arg)
+                action.effect(self.ctx, self.state, env_ids)
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         """A host array on the env's device; through pinned memory on CUDA, so the copy does not wait."""

@@ -21,30 +21,81 @@ restore_data, stop
 =====================  ===========================================================================
 
 The reward's compute term divides by ``flops_ref``, the cost of one ``train_all``.
+
+Each row carries its effect, as each fault row carries its ``inject``: ``action.effect(ctx, state, env_ids)``
+applies the action to all the envs ``env_ids`` that chose it in one batched call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
 
 from llm_repair_gym.lm.model import is_block_matrix, param_shapes
 from llm_repair_gym.lm.presets import Preset
 from llm_repair_gym.lm.tasks import FAMILIES
-from llm_repair_gym.repair.dynamics import UNIFORM_MIX, DynamicsConfig, family_counts, one_family_mix
+from llm_repair_gym.repair.dynamics import (
+    UNIFORM_MIX,
+    Context,
+    DynamicsConfig,
+    family_counts,
+    filter_pool,
+    lr_of_level,
+    one_family_mix,
+    prune,
+    reinit_block,
+    reset_optimizer,
+    restore_pool,
+    rollback,
+    train,
+)
+from llm_repair_gym.repair.state import RepairState
 
 CATEGORIES = ("data", "parameter", "algorithm", "control")
+
+Effect = Callable[[Context, RepairState, torch.Tensor], None]
+"""What an action does: ``effect(ctx, state, env_ids)`` changes only the entries of ``state`` of the envs
+``env_ids [n]`` that chose the action, in one batched call (no loop over envs, no host synchronisation). A row
+with a family, block or sign has it bound into its effect (``functools.partial``)."""
 
 
 @dataclass(frozen=True)
 class Action:
-    """One row of the action table. ``kind`` selects the effect; ``arg`` is its family, block or sign."""
+    """One row of the action table: ``effect`` applies it (see :data:`Effect`); ``kind`` names the effect (the
+    FLOPs table above) and ``flops`` is its cost per env. Rows compare by their table values, not by effect."""
 
     name: str
     category: str
     kind: str
-    arg: int
     flops: float
     description: str
+    effect: Effect = field(compare=False)
+
+
+def train_on_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: int) -> None:
+    """``train_steps`` steps on the pool: every family mixed equally (``family`` -1) or one family only."""
+    mix = UNIFORM_MIX if family < 0 else one_family_mix(family)
+    train(ctx, state, env_ids, mix, ctx.dynamics.train_steps)
+
+
+def change_lr(ctx: Context, state: RepairState, env_ids: torch.Tensor, direction: int) -> None:
+    """Move the lr level by ``direction`` (+1 or -1), within the dynamics' levels."""
+    dyn = ctx.dynamics
+    state.lr_level[env_ids] = (state.lr_level[env_ids] + direction).clamp(dyn.min_lr_level, dyn.max_lr_level)
+    state.opt.lr[env_ids] = lr_of_level(ctx, state.lr_level[env_ids])
+
+
+def switch_optimizer(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+    """AdamW <-> SGD; the new optimizer starts fresh (the two share their moment buffer)."""
+    state.opt.optimizer[env_ids] = 1 - state.opt.optimizer[env_ids]
+    reset_optimizer(ctx, state, env_ids)
+
+
+def stop(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+    """Nothing changes: the env ends the episode."""
 
 
 def forward_flops_per_token(preset: Preset) -> float:
@@ -73,30 +124,35 @@ def build_actions(preset: Preset, dynamics: DynamicsConfig) -> tuple[Action, ...
         tokens = sum(count * lengths[f] for f, count in zip(FAMILIES, family_counts(mix, dynamics.batch_size)))
         return dynamics.train_steps * tokens * 3 * fwd
 
-    actions = [Action("train_all", "data", "train", -1, train_flops(UNIFORM_MIX),
-                      f"{dynamics.train_steps} AdamW/SGD steps on the pool, all families mixed equally")]
-    actions += [Action(f"train_{f}", "data", "train", i, train_flops(one_family_mix(i)),
-                       f"{dynamics.train_steps} steps on the {f} pool only") for i, f in enumerate(FAMILIES)]
+    actions = [Action("train_all", "data", "train", train_flops(UNIFORM_MIX),
+                      f"{dynamics.train_steps} AdamW/SGD steps on the pool, all families mixed equally",
+                      partial(train_on_pool, family=-1))]
+    actions += [Action(f"train_{f}", "data", "train", train_flops(one_family_mix(i)),
+                       f"{dynamics.train_steps} steps on the {f} pool only", partial(train_on_pool, family=i))
+                for i, f in enumerate(FAMILIES)]
     judge_tokens = sum((dynamics.trusted_steps * dynamics.trusted_size * 3 + dynamics.pool_size) * lengths[f]
                        for f in FAMILIES)
     actions += [
-        Action("filter_noisy", "data", "filter", 0, judge_tokens * fwd,
+        Action("filter_noisy", "data", "filter", judge_tokens * fwd,
                f"keep only the pool examples whose answers a copy of the model, tuned {dynamics.trusted_steps} steps "
                f"on a small trusted clean set, reproduces (at most {dynamics.filter_max_fraction:.0%} of a family "
-               "dropped; judged afresh each time)"),
-        Action("restore_data", "data", "restore", 0, 0.0, "use the whole pool again"),
+               "dropped; judged afresh each time)", filter_pool),
+        Action("restore_data", "data", "restore", 0.0, "use the whole pool again", restore_pool),
     ]
-    actions += [Action(f"reinit_block{b}", "parameter", "reinit", b, 4.0 * block_params,
-                       f"fresh GPT-2 initialisation of block {b}") for b in range(cfg.n_layer)]
+    actions += [Action(f"reinit_block{b}", "parameter", "reinit", 4.0 * block_params,
+                       f"fresh GPT-2 initialisation of block {b}", partial(reinit_block, block=b))
+                for b in range(cfg.n_layer)]
     actions += [
-        Action("rollback", "parameter", "rollback", 0, float(n_params),
-               "return to the best-scoring parameters seen this episode"),
-        Action("prune", "parameter", "prune", 0, 20.0 * block_weights,
-               f"zero the smallest {dynamics.prune_fraction:.0%} of each block matrix's remaining weights"),
-        Action("lr_up", "algorithm", "lr", 1, 0.0, "multiply the learning rate by sqrt(10)"),
-        Action("lr_down", "algorithm", "lr", -1, 0.0, "divide the learning rate by sqrt(10)"),
-        Action("switch_optimizer", "algorithm", "switch_optimizer", 0, 0.0,
-               "AdamW <-> SGD with momentum 0.9 (the new optimizer starts with fresh moments)"),
-        Action("stop", "control", "stop", 0, 0.0, "declare the model repaired and end the episode"),
+        Action("rollback", "parameter", "rollback", float(n_params),
+               "return to the best-scoring parameters seen this episode", rollback),
+        Action("prune", "parameter", "prune", 20.0 * block_weights,
+               f"zero the smallest {dynamics.prune_fraction:.0%} of each block matrix's remaining weights", prune),
+        Action("lr_up", "algorithm", "lr", 0.0, "multiply the learning rate by sqrt(10)",
+               partial(change_lr, direction=1)),
+        Action("lr_down", "algorithm", "lr", 0.0, "divide the learning rate by sqrt(10)",
+               partial(change_lr, direction=-1)),
+        Action("switch_optimizer", "algorithm", "switch_optimizer", 0.0,
+               "AdamW <-> SGD with momentum 0.9 (the new optimizer starts with fresh moments)", switch_optimizer),
+        Action("stop", "control", "stop", 0.0, "declare the model repaired and end the episode", stop),
     ]
     return tuple(actions)
