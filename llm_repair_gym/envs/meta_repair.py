@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from llm_repair_gym.envs.repair import LLMRepairEnv, LLMRepairVectorEnv, _manual
+from llm_repair_gym.envs.manual import build_manual
+from llm_repair_gym.envs.repair import HEALTHY_MARGIN, RENDER_FPS, LLMRepairEnv, LLMRepairVectorEnv
 from llm_repair_gym.envs.snapshot import EnvState, json_config
 from llm_repair_gym.envs.types import VectorResetReturn
 from llm_repair_gym.lm.model import ParamLayout
@@ -202,7 +203,7 @@ class LLMMetaRepairEnv(LLMRepairEnv):
 
 def _meta_manual() -> str:
     faults = ", ".join(f"`{f}`" for f in DEFAULT_META_FAULTS)
-    return _manual(**{
+    return build_manual(HEALTHY_MARGIN, RENDER_FPS, **{
         "": "Adapt and repair a small GPT-2 on a meta-task: a variant of its task families it was not trained on.",
         "Description": f"""\
     An episode is set in a *task*: a variant of the three task families (the bracket alphabet relabelled,
