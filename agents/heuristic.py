@@ -1,4 +1,4 @@
-"""An observation-only repair script: a dozen if-then rules, no learning, no privileged information.
+"""An observation-only repair script: eight if-then rules, no learning, no privileged information.
 
 ``HeuristicPolicy`` reads only the observation (through the env's feature names) and a few counters of its
 own (what it has done this episode), never ``info``. It is the bar a learned agent must clear: a learner

@@ -44,7 +44,7 @@ NOOP = AgentSpec("reference", "stops at once: the return of leaving the model as
                  policy=lambda actions, features, seed: NoOpPolicy(actions), rank=0)
 RANDOM = AgentSpec("reference", "uniformly random actions, seeded by the run seed",
                    policy=lambda actions, features, seed: RandomPolicy(actions, seed), rank=1)
-HEURISTIC = AgentSpec("reference", "a dozen if-then rules on the observation alone",
+HEURISTIC = AgentSpec("reference", "eight if-then rules on the observation alone",
                       policy=lambda actions, features, seed: HeuristicPolicy(actions, features), rank=2)
 ORACLE = AgentSpec("reference", "the scripted repair for the fault it reads from info (privileged)",
                    policy=lambda actions, features, seed: OraclePolicy(actions, features), env_ids=("LLMRepair-v0",),

@@ -82,8 +82,13 @@ def agent_config(job: Job) -> dict:
 
 
 def config_hash(job: Job, suite_hash: str) -> str:
-    body = {"agent": job.agent, "config": agent_config(job), "suite": job.suite, "suite_hash": suite_hash,
-            "split": job.split}
+    """The hash that names a job's agent configuration on its results lines (a file with another is replayed)."""
+    return record_hash(job.agent, agent_config(job), job.suite, suite_hash, job.split)
+
+
+def record_hash(agent: str, config: dict, suite: str, suite_hash: str, split: str) -> str:
+    """:func:`config_hash` from the fields a results line records."""
+    body = {"agent": agent, "config": config, "suite": suite, "suite_hash": suite_hash, "split": split}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
