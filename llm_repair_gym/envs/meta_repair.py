@@ -143,7 +143,8 @@ class LLMMetaRepairVectorEnv(LLMRepairVectorEnv):
         finally:
             self._task_choice = saved
 
-    def _chosen_models(self, env_ids: torch.Tensor) -> torch.Tensor:
+    def chosen_models(self, env_ids: torch.Tensor) -> torch.Tensor:
+        """The start model of each reset env: its chosen task's (-1: draw a task of the split)."""
         return torch.as_tensor(self._task_choice, device=self.device)[env_ids]
 
     # --- state: the task choice travels with it ------------------------------------------------------------
@@ -170,15 +171,11 @@ class LLMMetaRepairVectorEnv(LLMRepairVectorEnv):
 
     # --- info: the task index ------------------------------------------------------------------------
 
-    def _info_columns(self, actions=None, flops=None, cost=None) -> dict:
-        info = super()._info_columns(actions, flops, cost)
+    def info_columns(self, actions=None, flops=None, cost=None) -> dict:
+        """LLMRepair-v0's info, and ``task``: the index of each env's task in the split (int64)."""
+        info = super().info_columns(actions, flops, cost)
         info["task"] = self.state.zoo_model.clone()
         return info
-
-    def _host_info(self, host, info: dict) -> dict:
-        out = super()._host_info(host, info)
-        out["task"] = out["task"].astype(np.int64)
-        return out
 
 
 class LLMMetaRepairEnv(LLMRepairEnv):

@@ -19,6 +19,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from llm_repair_gym._version import __version__
+from llm_repair_gym.envs.host_io import (
+    Unpacker,
+    as_columns,
+    check_device,
+    generator_state,
+    restore_generator,
+    to_device,
+)
 from llm_repair_gym.envs.manual import build_manual
 from llm_repair_gym.envs.snapshot import STATE_FORMAT, EnvState, json_config
 from llm_repair_gym.envs.trace import RENDERERS, Trace, TraceStep
@@ -88,7 +96,7 @@ class LLMRepairVectorEnv(VectorEnv):
         if render_mode is not None and render_mode not in RENDERERS:
             raise ValueError(f"render_mode must be None or one of {list(RENDERERS)}, got {render_mode!r}")
         self.preset = get_preset(preset)
-        self.device = _check_device(device)
+        self.device = check_device(device)
         if self.device.type == "cpu":
             keep_freed_memory()
         self.precision = precision
@@ -180,7 +188,7 @@ class LLMRepairVectorEnv(VectorEnv):
         tensors = {name: t.detach().cpu().clone() for name, t in self.state.tensors().items()}
         tensors["env.obs"] = self._obs.detach().cpu().clone()
         host = {"started": self._started, "steps": self._steps.tolist(), "needs_reset": self._needs_reset.tolist(),
-                "np_random": _generator_state(self._np_random)}
+                "np_random": generator_state(self._np_random)}
         return EnvState(identity=copy.deepcopy(self._identity), host=host, tensors=tensors)
 
     def set_state(self, state: EnvState) -> None:
@@ -200,7 +208,7 @@ class LLMRepairVectorEnv(VectorEnv):
             started = bool(host["started"])
             steps = np.asarray(host["steps"], dtype=np.int64)
             needs_reset = np.asarray(host["needs_reset"], dtype=bool)
-            generator = _generator(host["np_random"])
+            generator = restore_generator(host["np_random"])
             if steps.shape != (self.num_envs,) or needs_reset.shape != (self.num_envs,):
                 raise ValueError(f"steps and needs_reset must hold {self.num_envs} values")
         except (KeyError, TypeError, ValueError, AttributeError) as err:
@@ -262,17 +270,17 @@ class LLMRepairVectorEnv(VectorEnv):
         seeds = self._check_seeds(seed)
         instance = self._check_instances(options.get("instance"), mask)
         super().reset(seed=int(seed) if isinstance(seed, (int, np.integer)) else None)  # validated: now change
-        env_ids = self._to_device(np.flatnonzero(mask))
+        env_ids = to_device(np.flatnonzero(mask), self.device)
         with self._precision():
             if seeds is not None:
-                episode_seeds = self._to_device(seeds[mask])
+                episode_seeds = to_device(seeds[mask], self.device)
             elif self._started:  # each env continues its own stream, as a SAME_STEP autoreset would
                 episode_seeds = self.state.rng.integers(env_ids, 2**62)
             else:
-                episode_seeds = self._to_device(self.np_random.integers(0, 2**62, size=self.num_envs))
+                episode_seeds = to_device(self.np_random.integers(0, 2**62, size=self.num_envs), self.device)
             fresh = self._reset_envs(env_ids, episode_seeds, instance)
             self._obs[env_ids] = self._observe(fresh, self.state.accuracy[env_ids], env_ids)
-            info = self._info_columns()
+            info = self.info_columns()
         self._started = True
         self._needs_reset[mask] = False
         self._steps[mask] = 0
@@ -280,7 +288,7 @@ class LLMRepairVectorEnv(VectorEnv):
             self._record(mask)
         if self.output == "torch":
             return self._obs.clone(), with_masks(info, mask)
-        host = _Unpacker(torch.cat([self._obs.double(), *_columns_2d(info)], 1).cpu().numpy())
+        host = Unpacker.transfer([self._obs.double(), *as_columns(info)])
         obs = host.take(self._obs.shape[1]).astype(np.float32)
         return obs, with_masks(self._host_info(host, info), mask)
 
@@ -313,7 +321,7 @@ class LLMRepairVectorEnv(VectorEnv):
         if (chosen < 0).any() or (chosen >= self.bank.size).any():
             raise ValueError(f"instances must lie in [0, {self.bank.size}) for the {self.bank.split} bank, "
                              f"got {chosen.tolist()}")
-        return self._to_device(chosen.astype(np.int64))
+        return to_device(chosen.astype(np.int64), self.device)
 
     def _reset_envs(self, env_ids: torch.Tensor, seeds: torch.Tensor,
                     instance: torch.Tensor | None = None) -> Measurement:
@@ -322,7 +330,7 @@ class LLMRepairVectorEnv(VectorEnv):
         s, ctx = self.state, self.ctx
         s.rng.reseed(env_ids, seeds)
         if self.bank is None:
-            start_live(ctx, s, env_ids, self.fault_ids, models=self._chosen_models(env_ids))
+            start_live(ctx, s, env_ids, self.fault_ids, models=self.chosen_models(env_ids))
         else:
             chosen = self.bank.draw(s.rng, env_ids, self.fault_ids) if instance is None else instance
             self.bank.load(s, env_ids, chosen)
@@ -343,8 +351,9 @@ class LLMRepairVectorEnv(VectorEnv):
         s.episode_cost[env_ids] = 0
         return m
 
-    def _chosen_models(self, env_ids: torch.Tensor) -> torch.Tensor | None:
-        """The start model each reset env must use (-1: draw it), or None when every env draws (live resets)."""
+    def chosen_models(self, env_ids: torch.Tensor) -> torch.Tensor | None:
+        """The start model each of the reset envs ``env_ids`` must use in a live reset (-1: draw it), or None
+        (here) when every env draws its own. Extension point: a subclass picks the start models this way."""
         return None
 
     # --- step ----------------------------------------------------------------------------------------
@@ -358,7 +367,7 @@ class LLMRepairVectorEnv(VectorEnv):
         a = self._check_actions(actions)
         s = self.state
         with self._precision():
-            act = self._to_device(a)
+            act = to_device(a, self.device)
             self._apply(a)
             self._steps += 1
             obs, reward, flops, cost = self._advance(act)
@@ -368,14 +377,14 @@ class LLMRepairVectorEnv(VectorEnv):
                 terminated |= (s.episode_cost > self.cost_limit).cpu().numpy()
             truncated = (self._steps >= self.max_episode_steps) & ~terminated
             done = terminated | truncated
-            info = self._info_columns(act, flops, cost)
+            info = self.info_columns(act, flops, cost)
             final = None
             if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
-                done_ids = self._to_device(np.flatnonzero(done))
+                done_ids = to_device(np.flatnonzero(done), self.device)
                 final = (obs, info)
                 fresh = self._reset_envs(done_ids, s.rng.integers(done_ids, 2**62))
                 obs = obs.index_put((done_ids,), self._observe(fresh, s.accuracy[done_ids], done_ids))
-                info = self._info_columns(act, flops, cost)  # done envs: their new episode
+                info = self.info_columns(act, flops, cost)  # done envs: their new episode
                 self._steps[done] = 0
             elif self.autoreset_mode != AutoresetMode.SAME_STEP:
                 self._needs_reset |= done
@@ -416,10 +425,10 @@ class LLMRepairVectorEnv(VectorEnv):
                          "final_info": with_masks(final[1], done), "_final_info": done.copy()}
             to = functools.partial(torch.as_tensor, device=self.device)
             return obs, reward, to(terminated), to(truncated), info
-        parts = [obs.double(), reward.double()[:, None], *_columns_2d(info)]
+        parts = [obs.double(), reward.double()[:, None], *as_columns(info)]
         if final is not None:
-            parts += [final[0].double(), *_columns_2d(final[1])]
-        host = _Unpacker(torch.cat(parts, 1).cpu().numpy())  # the step's one device-to-host transfer
+            parts += [final[0].double(), *as_columns(final[1])]
+        host = Unpacker.transfer(parts)  # the step's one device-to-host transfer
         obs_np = host.take(obs.shape[1]).astype(np.float32)
         reward_np = host.take(1)[:, 0].astype(np.float32)
         info_np = with_masks(self._host_info(host, info), np.ones(self.num_envs, dtype=bool))
@@ -456,18 +465,11 @@ class LLMRepairVectorEnv(VectorEnv):
         order = np.argsort(a, kind="stable")
         counts = np.bincount(a, minlength=len(self.actions))
         starts = np.cumsum(counts) - counts
-        grouped = self._to_device(order)  # one copy; each action's envs are a slice of it
+        grouped = to_device(order, self.device)  # one copy; each action's envs are a slice of it
         for index, action in enumerate(self.actions):
             if counts[index]:
                 env_ids = grouped[starts[index]:starts[index] + counts[index]]
                 action.effect(self.ctx, self.state, env_ids)
-
-    def _to_device(self, array: np.ndarray) -> torch.Tensor:
-        """A host array on the env's device; through pinned memory on CUDA, so the copy does not wait."""
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-        if self.device.type == "cuda":
-            return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor.to(self.device)
 
     # --- render ---------------------------------------------------------------------------------------
 
@@ -514,9 +516,13 @@ class LLMRepairVectorEnv(VectorEnv):
                        s.since_best[ids].float() / self.max_episode_steps)
         return assemble(self.features, cols)
 
-    def _info_columns(self, actions: torch.Tensor | None = None, flops: torch.Tensor | None = None,
-                      cost: torch.Tensor | None = None) -> dict:
-        """The info of every env as device tensors (copies: a later reset does not change them)."""
+    def info_columns(self, actions: torch.Tensor | None = None, flops: torch.Tensor | None = None,
+                     cost: torch.Tensor | None = None) -> dict:
+        """The info of every env as device tensors ``[N]`` (copies: a later reset does not change them), with
+        the step's ``actions``, ``flops`` and ``cost`` when given.
+
+        Extension point: a subclass may add entries (tensors ``[N]``, or dicts of them). They reach the caller
+        with the rest, in the step's one transfer; float32, int64 and bool entries keep their dtype."""
         s = self.state
         info: dict[str, Any] = {
             "accuracy": {f: s.accuracy[:, i].clone() for i, f in enumerate(FAMILIES)},
@@ -534,82 +540,15 @@ class LLMRepairVectorEnv(VectorEnv):
             info |= {"action": actions, "flops": flops, "cost": cost}
         return info
 
-    def _host_info(self, host: _Unpacker, info: dict) -> dict:
+    def _host_info(self, host: Unpacker, info: dict) -> dict:
         """The numpy info from its packed columns (names for fault types, targets and actions)."""
         out = host.unpack(info)
         fault = out["fault"]
-        kinds, targets = fault["type"].astype(np.int64), fault["target"].astype(np.int64)
-        fault["target"] = self._target_names[kinds, targets + 1]
-        fault["type"] = np.array(self.fault_names, dtype=object)[kinds]
-        for key in ("zoo_model", "instance"):
-            out[key] = out[key].astype(np.int64)
-        out["crashed"] = out["crashed"].astype(bool)
+        fault["target"] = self._target_names[fault["type"], fault["target"] + 1]
+        fault["type"] = np.array(self.fault_names, dtype=object)[fault["type"]]
         if "action" in out:
-            out["action_name"] = np.array(self.action_names, dtype=object)[out.pop("action").astype(np.int64)]
+            out["action_name"] = np.array(self.action_names, dtype=object)[out.pop("action")]
         return out
-
-
-def _generator_state(generator: np.random.Generator | None) -> dict | None:
-    """The JSON-able state of a numpy generator's bit generator (None stays None); :func:`_generator` inverts it."""
-    return None if generator is None else generator.bit_generator.state
-
-
-def _generator(state: dict | None) -> np.random.Generator | None:
-    """A numpy generator restored from its bit generator's ``state`` (None stays None)."""
-    if state is None:
-        return None
-    generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
-    generator.bit_generator.state = state
-    return generator
-
-
-def _check_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch device the env can run on; ``ValueError`` saying what is allowed otherwise."""
-    allowed = "'cpu', 'cuda' or 'cuda:<index>'"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be {allowed}, got {device!r}") from err
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be {allowed}, got {device!r}")
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"device {device!r}: this machine's torch sees no CUDA device; use 'cpu'")
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(f"device {device!r}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})")
-    return dev
-
-
-class _Unpacker:
-    """Reads the columns of one packed host array back, in the order they were packed."""
-
-    def __init__(self, array: np.ndarray) -> None:
-        self.array, self.at = array, 0
-
-    def take(self, width: int) -> np.ndarray:
-        out = self.array[:, self.at:self.at + width]
-        self.at += width
-        return out
-
-    def unpack(self, info: dict) -> dict:
-        """Numpy arrays shaped like ``info``'s tensors (one column each), in packing order."""
-        out = {}
-        for key, value in info.items():
-            if isinstance(value, dict):
-                out[key] = self.unpack(value)
-            else:
-                column = self.take(1)[:, 0]
-                out[key] = column.astype(np.float32) if value.dtype == torch.float32 else column
-        return out
-
-
-def _columns_2d(info: dict) -> list[torch.Tensor]:
-    """Every tensor of ``info`` as a float64 column ``[N, 1]``, in the order ``_Unpacker.unpack`` reads them."""
-    out = []
-    for value in info.values():
-        out += _columns_2d(value) if isinstance(value, dict) else [value.double()[:, None]]
-    return out
 
 
 class LLMRepairEnv(gym.Env):
@@ -655,7 +594,7 @@ class LLMRepairEnv(gym.Env):
     def get_state(self) -> EnvState:
         """A copy of everything that determines the env's future; see :meth:`LLMRepairVectorEnv.get_state`."""
         state = self.vector.get_state()
-        state.host["single_np_random"] = _generator_state(self._np_random)
+        state.host["single_np_random"] = generator_state(self._np_random)
         return state
 
     def set_state(self, state: EnvState) -> None:
@@ -664,7 +603,7 @@ class LLMRepairEnv(gym.Env):
             raise ValueError("set_state takes an EnvState from a single LLMRepairEnv's get_state "
                              "(a vector env's state goes to a vector env)")
         try:  # read before the vector env changes, so a malformed state changes nothing
-            generator = _generator(state.host["single_np_random"])
+            generator = restore_generator(state.host["single_np_random"])
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"the state's host values are malformed: {err}") from err
         self.vector.set_state(state)
