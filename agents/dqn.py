@@ -1,9 +1,11 @@
-"""Deep Q-learning (DQN with double-DQN targets) in one readable file, in the style of CleanRL's ``dqn.py``.
+"""Deep Q-learning (DQN with double-DQN targets), in the style of CleanRL's ``dqn.py``.
 
-Everything tunable is in :class:`DQNConfig`. The agent learns on a ``gymnasium.vector.VectorEnv`` (or a
-single ``gymnasium.Env``, wrapped into a one-env vector env) with ``Box`` float observations and
-``Discrete`` actions, storing one transition per sub-environment per vector step in a replay buffer that
-lives, as one preallocated tensor, on the agent's device.
+Everything tunable is in :class:`~agents.dqn_config.DQNConfig`, the network is :mod:`agents.q_network`, the
+replay buffer and the ``n``-step windows are :mod:`agents.replay`, and this module is the agent and its
+learning rule. The agent learns on a ``gymnasium.vector.VectorEnv`` (or a single ``gymnasium.Env``, wrapped into a
+one-env vector env) with ``Box`` float observations and ``Discrete`` actions, storing one transition per
+sub-environment per vector step in a replay buffer that lives, as one preallocated tensor, on the agent's
+device.
 
 The learning rule, with ``Q`` the online network and ``Q_target`` its lagged copy::
 
@@ -31,11 +33,8 @@ environment steps: transitions summed over sub-environments.
 
 from __future__ import annotations
 
-import argparse
-import collections
-import dataclasses
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import gymnasium as gym
@@ -46,293 +45,15 @@ from gymnasium.vector import AutoresetMode
 from torch import nn
 from tqdm import tqdm
 
+from agents.dqn_config import REPAIR_DQFD, REPAIR_DQN, DQNConfig, add_config_arguments, config_from_args
+from agents.q_network import QNetwork
+from agents.replay import NStepWindows, ReplayBuffer
 from agents.schedules import LinearSchedule
 from agents.tabular_q import as_vector_env, autoreset_mode, final_observations
 from llm_repair_gym.rl.training_log import training_log
 
-
-@dataclass
-class DQNConfig:
-    """Every DQN hyperparameter. Defaults train CartPole-v1 stably within 100k environment steps.
-
-    (RL Zoo's CartPole settings -- lr 2.3e-3, 128 gradient steps every 256 env steps -- reach 500 quickly
-    but then oscillate between good and poor greedy policies, in Stable-Baselines3's DQN as in this one.)
-    """
-
-    learning_rate: float = 1e-3
-    """Adam learning rate (the initial one when ``anneal_lr``)."""
-    anneal_lr: bool = True
-    """Decay the learning rate linearly to 0 over each :meth:`DQNAgent.learn` call."""
-    buffer_size: int = 100_000
-    """Replay buffer capacity in transitions."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 1.0
-    """Target update rate: 1.0 copies the online network, below 1.0 is a soft (Polyak) update."""
-    target_network_frequency: int = 500
-    """Environment steps between target network updates."""
-    batch_size: int = 128
-    """Transitions per gradient step."""
-    start_e: float = 1.0
-    """Initial exploration rate."""
-    end_e: float = 0.02
-    """Final exploration rate."""
-    exploration_fraction: float = 0.2
-    """Fraction of ``total_steps`` over which the exploration rate decays linearly."""
-    learning_starts: int = 1_000
-    """Environment steps collected before the first gradient step."""
-    train_frequency: int = 4
-    """Environment steps between training rounds."""
-    gradient_steps: int = 1
-    """Gradient steps per training round."""
-    max_grad_norm: float = 10.0
-    """Gradient norm clipping threshold."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Widths of the Q-network's hidden layers."""
-    double_q: bool = True
-    """Select next actions with the online network (double DQN) rather than the target network."""
-    n_step: int = 1
-    """Rewards summed before bootstrapping (n-step returns; 1 is one-step DQN)."""
-    dueling: bool = False
-    """Q = V(s) + A(s, a) - mean_a A(s, a): separate value and advantage heads on the shared hidden layers."""
-    demo_fraction: float = 0.25
-    """Share of every batch drawn from the demonstrations, once the agent has some (DQfD)."""
-    demo_margin: float = 0.05
-    """Margin by which a demonstrated action's value should exceed every other action's (in reward units)."""
-    demo_weight: float = 1.0
-    """Weight of the large-margin loss on demonstrated transitions."""
-    scale_obs: bool = False
-    """Map every observation feature with finite ``Box`` bounds affinely onto [-1, 1] inside the network
-    (:meth:`DQNAgent.for_env` reads the bounds); for envs whose features differ in scale, like LLMRepair."""
-    seed: int = 1
-    """Seeds network initialisation, exploration, replay sampling and environment resets."""
-    device: str = "cpu"
-    """Torch device of the networks and the replay buffer, e.g. ``"cpu"`` or ``"cuda"``."""
-
-    def __post_init__(self) -> None:
-        counts = (
-            "buffer_size",
-            "target_network_frequency",
-            "batch_size",
-            "train_frequency",
-            "gradient_steps",
-            "n_step",
-        )
-        for name in counts:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
-        if not 0.0 <= self.demo_fraction <= 1.0:
-            raise ValueError(f"demo_fraction must be in [0, 1], got {self.demo_fraction}")
-        if self.demo_margin < 0 or self.demo_weight < 0:
-            raise ValueError(f"demo_margin and demo_weight must be >= 0, got {self.demo_margin}, {self.demo_weight}")
-
-
-REPAIR_DQN = DQNConfig(
-    learning_rate=5e-4,
-    buffer_size=50_000,
-    gamma=0.98,
-    target_network_frequency=256,
-    batch_size=128,
-    end_e=0.05,
-    exploration_fraction=0.5,
-    learning_starts=512,
-    train_frequency=16,
-    gradient_steps=16,
-    hidden_sizes=(128, 128),
-    scale_obs=True,
-)
-"""DQN settings for LLMRepair-v0: env steps are dear, gradient steps cheap, so every transition is replayed
-(one gradient step per env step) and the target network follows every 256 env steps."""
-
-REPAIR_DQFD = dataclasses.replace(
-    REPAIR_DQN,
-    learning_rate=2.5e-4,
-    buffer_size=100_000,
-    target_network_frequency=1_000,
-    start_e=0.1,
-    end_e=0.01,
-    exploration_fraction=0.3,
-    hidden_sizes=(256, 256),
-    n_step=3,
-    dueling=True,
-)
-"""DQfD settings for LLMRepair-v0 (with :data:`agents.demonstrations.REPAIR_DEMONSTRATIONS`): the agent
-starts from the heuristic's behaviour, so it explores little (10% -> 1%) and learns gently; 3-step returns
-and a dueling head on a wider network."""
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, defaults: DQNConfig | None = None) -> None:
-    """Add one ``--flag`` per :class:`DQNConfig` field (``--learning-rate``, ``--no-double-q``, ...),
-    defaulting to the field's value in ``defaults`` (``DQNConfig()`` if omitted)."""
-    defaults = defaults if defaults is not None else DQNConfig()
-    for field in dataclasses.fields(DQNConfig):
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif isinstance(default, tuple):
-            parser.add_argument(flag, type=int, nargs="*", default=list(default))
-        else:
-            parser.add_argument(flag, type=type(default), default=default)
-
-
-def config_from_args(args: argparse.Namespace, **overrides: object) -> DQNConfig:
-    """The :class:`DQNConfig` described by flags parsed after :func:`add_config_arguments`, with ``overrides``."""
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(DQNConfig)}
-    values["hidden_sizes"] = tuple(values["hidden_sizes"])
-    values.update(overrides)
-    return DQNConfig(**values)
-
-
-class QNetwork(nn.Module):
-    """MLP from an observation vector to one Q-value per action, with ReLU hidden layers.
-
-    The input is first mapped ``(obs - obs_shift) / obs_scale`` (identity unless ``obs_low``/``obs_high``
-    are given; unbounded features pass through); both are buffers, saved with the weights.
-    """
-
-    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: tuple[int, ...],
-                 obs_low: np.ndarray | None = None, obs_high: np.ndarray | None = None, dueling: bool = False) -> None:
-        super().__init__()
-        shift, scale = np.zeros(obs_dim, dtype=np.float32), np.ones(obs_dim, dtype=np.float32)
-        if obs_low is not None and obs_high is not None:
-            low, high = np.asarray(obs_low, dtype=np.float64), np.asarray(obs_high, dtype=np.float64)
-            bounded = np.isfinite(low) & np.isfinite(high) & (high > low)
-            shift[bounded] = (high[bounded] + low[bounded]) / 2
-            scale[bounded] = (high[bounded] - low[bounded]) / 2
-        self.register_buffer("obs_shift", torch.from_numpy(shift))
-        self.register_buffer("obs_scale", torch.from_numpy(scale))
-        layers: list[nn.Module] = []
-        in_features = obs_dim
-        for width in hidden_sizes:
-            layers += [nn.Linear(in_features, width), nn.ReLU()]
-            in_features = width
-        self.dueling = dueling
-        layers.append(nn.Linear(in_features, n_actions + 1 if dueling else n_actions))
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q-values of shape ``(batch, n_actions)`` for observations of shape ``(batch, obs_dim)``."""
-        out = self.layers((obs - self.obs_shift) / self.obs_scale)
-        if not self.dueling:
-            return out
-        value, advantage = out[:, :1], out[:, 1:]
-        return value + advantage - advantage.mean(dim=1, keepdim=True)
-
-
-class ReplayBuffer:
-    """Fixed-capacity ring buffer of transitions, preallocated as one float32 tensor on ``device``.
-
-    Each transition is one row ``obs | next_obs | action | reward | terminated | discount``, so storing a step
-    and sampling a batch are one tensor write and one gather each. ``discount`` is what the bootstrapped value
-    of ``next_obs`` is multiplied by (``gamma ** m`` for an ``m``-step return). The fields are column views.
-    """
-
-    def __init__(self, capacity: int, obs_dim: int, device: torch.device, generator: torch.Generator) -> None:
-        self.capacity = capacity
-        self.obs_dim = obs_dim
-        self.device = device
-        self.generator = generator
-        self.rows = torch.zeros((capacity, 2 * obs_dim + 4), dtype=torch.float32, device=device)
-        self.position = 0
-        self.size = 0
-
-    @property
-    def obs(self) -> torch.Tensor:
-        """Observations, ``(capacity, obs_dim)``."""
-        return self.rows[:, : self.obs_dim]
-
-    @property
-    def next_obs(self) -> torch.Tensor:
-        """Observations after each transition, ``(capacity, obs_dim)``."""
-        return self.rows[:, self.obs_dim : 2 * self.obs_dim]
-
-    @property
-    def actions(self) -> torch.Tensor:
-        """Actions (stored as float32, exact below 2**24), ``(capacity,)``."""
-        return self.rows[:, 2 * self.obs_dim]
-
-    @property
-    def rewards(self) -> torch.Tensor:
-        """Rewards, ``(capacity,)``."""
-        return self.rows[:, 2 * self.obs_dim + 1]
-
-    @property
-    def terminated(self) -> torch.Tensor:
-        """1.0 where the transition reached a terminal state, else 0.0, ``(capacity,)``."""
-        return self.rows[:, 2 * self.obs_dim + 2]
-
-    @property
-    def discounts(self) -> torch.Tensor:
-        """Discount of each transition's bootstrapped value, ``(capacity,)``."""
-        return self.rows[:, 2 * self.obs_dim + 3]
-
-    def add(
-        self,
-        obs: np.ndarray | torch.Tensor,
-        actions: np.ndarray | torch.Tensor,
-        rewards: np.ndarray | torch.Tensor,
-        next_obs: np.ndarray | torch.Tensor,
-        terminated: np.ndarray | torch.Tensor,
-        discounts: np.ndarray | torch.Tensor,
-    ) -> None:
-        """Store a batch of transitions (one per row), overwriting the oldest once full. Numpy arrays or
-        tensors; tensors already on the buffer's device are written without a host copy."""
-        count = len(obs)
-        if count > self.capacity:
-            raise ValueError(f"cannot add {count} transitions to a buffer of capacity {self.capacity}")
-        columns = [obs, next_obs, actions[:, None], rewards[:, None], terminated[:, None], discounts[:, None]]
-        if isinstance(obs, torch.Tensor):
-            new_rows = torch.cat([torch.as_tensor(c, device=self.device).float() for c in columns], dim=1)
-        else:
-            new_rows = torch.as_tensor(np.concatenate(columns, axis=1, dtype=np.float32), device=self.device)
-        first_part = min(count, self.capacity - self.position)
-        self.rows[self.position : self.position + first_part] = new_rows[:first_part]
-        if first_part < count:
-            self.rows[: count - first_part] = new_rows[first_part:]
-        self.position = (self.position + count) % self.capacity
-        self.size = min(self.size + count, self.capacity)
-
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, ...]:
-        """Uniformly sample ``(obs, actions, rewards, next_obs, terminated, discounts)`` with replacement."""
-        indices = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
-        batch = self.rows[indices]
-        d = self.obs_dim
-        return (batch[:, :d], batch[:, 2 * d].long(), batch[:, 2 * d + 1], batch[:, d : 2 * d], batch[:, 2 * d + 2],
-                batch[:, 2 * d + 3])
-
-
-class NStepWindows:
-    """Per-env windows of the last ``n`` steps, turned into ``n``-step transitions for the replay buffer.
-
-    A step's transition leaves its env's window once ``n`` rewards follow it, or when the episode ends
-    (then with fewer), as ``(obs, action, sum_k gamma**k r_k, obs m steps on, terminated, gamma**m)``.
-    """
-
-    def __init__(self, n: int, gamma: float, num_envs: int) -> None:
-        self.n, self.gamma = n, gamma
-        self.windows: list[collections.deque] = [collections.deque() for _ in range(num_envs)]
-
-    def push(self, real: np.ndarray, obs, actions: np.ndarray, rewards: np.ndarray, next_obs,
-             terminated: np.ndarray, done: np.ndarray) -> tuple | None:
-        """Add one vector step (envs in ``real``); the transitions now complete, in env order, or None."""
-        out: list[tuple] = []
-        for i in np.flatnonzero(real):
-            window = self.windows[i]
-            window.append((obs[i], int(actions[i]), float(rewards[i])))
-            while len(window) == self.n or (done[i] and window):
-                first_obs, action, _ = window[0]
-                ret = sum(self.gamma ** k * r for k, (_, _, r) in enumerate(window))
-                out.append((first_obs, action, ret, next_obs[i], bool(terminated[i]), self.gamma ** len(window)))
-                window.popleft()
-        if not out:
-            return None
-        stack = torch.stack if isinstance(obs, torch.Tensor) else np.stack
-        columns = list(zip(*out))
-        return (stack(columns[0]), np.array(columns[1]), np.array(columns[2], dtype=np.float32), stack(columns[3]),
-                np.array(columns[4]), np.array(columns[5], dtype=np.float32))
+__all__ = ["REPAIR_DQFD", "REPAIR_DQN", "DQNAgent", "DQNConfig", "NStepWindows", "QNetwork", "ReplayBuffer",
+           "add_config_arguments", "config_from_args"]
 
 
 class DQNAgent:
