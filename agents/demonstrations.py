@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from gymnasium.vector import AutoresetMode
-from tqdm import tqdm
 
-from agents.tabular_q import as_vector_env, autoreset_mode, final_observations
+from agents.replay import NStepWindows
+from llm_repair_gym.rl.rollout import Rollout
 
 DEMONSTRATORS = ("heuristic",)
 """Policies that can demonstrate: the observation-only :class:`agents.heuristic.HeuristicPolicy`."""
@@ -43,13 +42,13 @@ class DemonstrationPlan:
 
 
 REPAIR_DEMONSTRATIONS = DemonstrationPlan()
-"""The plan used on LLMRepair-v0 (with :data:`agents.dqn.REPAIR_DQFD`): about 350 heuristic episodes."""
+"""The plan used on LLMRepair-v0 (with :data:`agents.dqn_config.REPAIR_DQFD`): about 350 heuristic episodes."""
 
 
 @dataclass
 class Demonstrations:
     """Transitions of a demonstrator, as ``(obs, actions, rewards, next_obs, terminated, discounts)`` arrays
-    (``n``-step returns, as :class:`agents.dqn.NStepWindows` makes them), and what its episodes returned."""
+    (``n``-step returns, as :class:`agents.replay.NStepWindows` makes them), and what its episodes returned."""
 
     transitions: tuple[np.ndarray, ...]
     episode_returns: list[float]
@@ -66,46 +65,25 @@ def collect_demonstrations(env, policy, total_steps: int, n_step: int, gamma: fl
     transitions. Episodes still running at the end give only their complete windows (a flushed window's
     return would be cut short, not ended).
     """
-    from agents.dqn import NStepWindows
-
-    vec_env = as_vector_env(env)
-    mode = autoreset_mode(vec_env)  # refuses DISABLED
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    n = vec_env.num_envs
-    windows = NStepWindows(n_step, gamma, n)
-    obs, info = vec_env.reset(seed=seed)
-    policy.reset(np.ones(n, dtype=bool))
-    resetting = np.zeros(n, dtype=bool)  # NEXT_STEP: envs whose coming step only resets them
     parts: list[tuple] = []
-    returns, episode_returns, steps = np.zeros(n), [], 0
-    with tqdm(total=total_steps, disable=not progress, desc="demonstrations") as bar:
-        while steps < total_steps:
-            actions = np.asarray(policy.act(obs, info), dtype=np.int64)
-            next_obs, reward, terminated, truncated, info = vec_env.step(actions)
-            real = ~resetting
-            done = (terminated | truncated) & real
-            last_obs = final_observations(next_obs, done, info) if mode is AutoresetMode.SAME_STEP else next_obs
-            out = windows.push(real, obs, actions, reward, last_obs, terminated, done)
+    with Rollout(env, total_steps, seed=seed, progress_bar=progress, desc="demonstrations") as rollout:
+        n = rollout.env.num_envs
+        windows = NStepWindows(n_step, gamma, n)
+        policy.reset(np.ones(n, dtype=bool))
+        for step in rollout.play(lambda obs, info: np.asarray(policy.act(obs, info), dtype=np.int64)):
+            out = windows.push(step.real, step.obs, step.actions, step.rewards, step.next_obs, step.terminated,
+                               step.done)
             if out is not None:
                 parts.append(out)
-            returns[real] += reward[real]
-            for i in np.flatnonzero(done):
-                episode_returns.append(float(returns[i]))
-                returns[i] = 0.0
-            new_episodes = done if mode is AutoresetMode.SAME_STEP else resetting
-            if new_episodes.any():
-                policy.reset(new_episodes)
-            if mode is AutoresetMode.NEXT_STEP:
-                resetting = done
-            obs = next_obs
-            steps += int(real.sum())
-            bar.update(int(real.sum()))
+            if step.new_episodes.any():
+                policy.reset(step.new_episodes)
     if not parts:
         raise ValueError(f"{total_steps} env steps on {n} envs completed no {n_step}-step transition; "
                          "collect more steps")
     transitions = tuple(np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(6))
-    return Demonstrations(transitions, episode_returns, steps)
+    return Demonstrations(transitions, rollout.episode_returns, rollout.steps)
 
 
 def learn_from_demonstrations(agent, env, plan: DemonstrationPlan, seed: int, progress: bool = False) -> dict:

@@ -1,8 +1,9 @@
 """Deep Q-learning (DQN with double-DQN targets), in the style of CleanRL's ``dqn.py``.
 
 Everything tunable is in :class:`~agents.dqn_config.DQNConfig`, the network is :mod:`agents.q_network`, the
-replay buffer and the ``n``-step windows are :mod:`agents.replay`, and this module is the agent and its
-learning rule. The agent learns on a ``gymnasium.vector.VectorEnv`` (or a single ``gymnasium.Env``, wrapped into a
+replay buffer and the ``n``-step windows are :mod:`agents.replay`, and the steps come from the rollout loop
+every learner shares (:class:`llm_repair_gym.rl.rollout.Rollout`); this module is the agent and its learning
+rule. The agent learns on a ``gymnasium.vector.VectorEnv`` (or a single ``gymnasium.Env``, wrapped into a
 one-env vector env) with ``Box`` float observations and ``Discrete`` actions, storing one transition per
 sub-environment per vector step in a replay buffer that lives, as one preallocated tensor, on the agent's
 device.
@@ -23,8 +24,8 @@ gains ``demo_weight`` times the large-margin term ``max_a [Q(s, a) + demo_margin
 which pulls the demonstrated action ``a_E`` above every other; the TD loss grounds the values in the rewards.
 
 Only real terminal states stop bootstrapping; a time-limit truncation bootstraps from the true last
-observation. Gymnasium 1.x autoreset is handled in both modes: ``NEXT_STEP`` steps that only reset a
-sub-environment are not stored, and with ``SAME_STEP`` the true last observation comes from
+observation. Gymnasium 1.x autoreset is handled in both modes by the rollout: ``NEXT_STEP`` steps that only
+reset a sub-environment are not stored, and with ``SAME_STEP`` the true last observation comes from
 ``info["final_obs"]``.
 
 Step counts (``learning_starts``, ``train_frequency``, ``target_network_frequency``, ``total_steps``) are
@@ -41,7 +42,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from gymnasium.vector import AutoresetMode
 from torch import nn
 from tqdm import tqdm
 
@@ -49,8 +49,7 @@ from agents.dqn_config import REPAIR_DQFD, REPAIR_DQN, DQNConfig, add_config_arg
 from agents.q_network import QNetwork
 from agents.replay import NStepWindows, ReplayBuffer
 from agents.schedules import LinearSchedule
-from agents.tabular_q import as_vector_env, autoreset_mode, final_observations
-from llm_repair_gym.rl.training_log import training_log
+from llm_repair_gym.rl.rollout import Rollout
 
 __all__ = ["REPAIR_DQFD", "REPAIR_DQN", "DQNAgent", "DQNConfig", "NStepWindows", "QNetwork", "ReplayBuffer",
            "add_config_arguments", "config_from_args"]
@@ -212,65 +211,26 @@ class DQNAgent:
         Returns the undiscounted return of every episode completed, in order of completion.
         """
         config = self.config
-        vec_env = as_vector_env(env)
-        self._check_env(vec_env)
-        same_step = autoreset_mode(vec_env) is AutoresetMode.SAME_STEP
+        rollout = Rollout(env, total_steps, seed=int(self.rng.integers(2**31)), log_path=log_path,
+                          progress_bar=progress_bar, desc="DQN", first_step=self.num_steps)
+        self._check_env(rollout.env)
         if self.replay_buffer is None:
             self.replay_buffer = ReplayBuffer(config.buffer_size, self.obs_dim, self.device, self.sample_generator)
         epsilon = LinearSchedule(config.start_e, config.end_e, int(config.exploration_fraction * total_steps))
-
-        num_envs = vec_env.num_envs
-        windows = NStepWindows(config.n_step, config.gamma, num_envs)
-        obs, _ = vec_env.reset(seed=int(self.rng.integers(2**31)))
-        resetting = np.zeros(num_envs, dtype=bool)
-        episode_return = np.zeros(num_envs)
-        episode_length = np.zeros(num_envs, dtype=np.int64)
-        completed_returns: list[float] = []
-        steps_done = 0
-        with (
-            training_log(log_path) as log,
-            tqdm(total=total_steps, disable=not progress_bar, desc="DQN") as progress,
-        ):
-            while steps_done < total_steps:
-                actions = self.act(obs, epsilon=epsilon(steps_done))
-                next_obs, reward, terminated, truncated, info = vec_env.step(actions)
-                on_device = isinstance(next_obs, torch.Tensor)  # output="torch": observations stay there
-                if on_device:
-                    reward, terminated, truncated = (x.cpu().numpy() for x in (reward, terminated, truncated))
-                done = terminated | truncated
-                learned_next_obs = next_obs
-                if same_step and done.any():
-                    learned_next_obs = (_final_obs_on_device(next_obs, info) if on_device
-                                        else final_observations(next_obs, done, info))
-                real = ~resetting
-                transitions = windows.push(real, obs, actions, reward, learned_next_obs, terminated, done)
+        windows = NStepWindows(config.n_step, config.gamma, rollout.env.num_envs)
+        with rollout:
+            for step in rollout.play(lambda obs, info: self.act(obs, epsilon=epsilon(rollout.steps))):
+                transitions = windows.push(step.real, step.obs, step.actions, step.rewards, step.next_obs,
+                                           step.terminated, step.done)
                 if transitions is not None:
                     self.replay_buffer.add(*transitions)
-
-                steps_before = steps_done
-                steps_done += int(real.sum())
-                self.num_steps += steps_done - steps_before
-                progress.update(min(steps_done, total_steps) - progress.n)
-
-                episode_return[real] += reward[real]
-                episode_length[real] += 1
-                for env_index in np.flatnonzero(done & real):
-                    completed_returns.append(float(episode_return[env_index]))
-                    log.episode(self.num_steps, completed_returns[-1], episode_length[env_index])
-                    episode_return[env_index] = 0.0
-                    episode_length[env_index] = 0
-                    progress.set_postfix(mean_return_100=np.mean(completed_returns[-100:]), refresh=False)
-                if not same_step:
-                    resetting = done
-                obs = next_obs
-                if (
-                    stop_return is not None
-                    and done.any()
-                    and len(completed_returns) >= stop_window
-                    and np.mean(completed_returns[-stop_window:]) >= stop_return
-                ):
+                self.num_steps = rollout.global_step
+                returns = rollout.episode_returns
+                if (stop_return is not None and step.done.any() and len(returns) >= stop_window
+                        and np.mean(returns[-stop_window:]) >= stop_return):
                     break
 
+                steps_before, steps_done = rollout.steps - step.count, rollout.steps
                 if steps_done > config.learning_starts:
                     if _crossed_multiple(steps_before, steps_done, config.train_frequency):
                         if config.anneal_lr:
@@ -278,12 +238,12 @@ class DQNAgent:
                             self.optimizer.param_groups[0]["lr"] = config.learning_rate * remaining
                         for _ in range(config.gradient_steps):
                             loss = self.train_step()
-                        log.scalar(self.num_steps, "loss", loss.item())
+                        rollout.log.scalar(self.num_steps, "loss", loss.item())
                     if _crossed_multiple(steps_before, steps_done, config.target_network_frequency):
                         self.update_target_network()
                 if callback is not None and callback(self):
                     break
-        return completed_returns
+        return rollout.episode_returns
 
     def save(self, path: str | Path) -> None:
         """Write the config, network sizes and both networks' weights with ``torch.save``."""
@@ -318,12 +278,6 @@ class DQNAgent:
             raise TypeError(f"expected Box observations of shape ({self.obs_dim},), got {observation_space}")
         if not isinstance(action_space, gym.spaces.Discrete) or action_space.n != self.n_actions:
             raise TypeError(f"expected Discrete({self.n_actions}) actions, got {action_space}")
-
-
-def _final_obs_on_device(next_obs: torch.Tensor, info: dict) -> torch.Tensor:
-    """``SAME_STEP`` autoreset with tensor outputs: each done env's true last obs, from ``info["final_obs"]``."""
-    mask = torch.as_tensor(info["_final_obs"], device=next_obs.device)
-    return torch.where(mask[:, None], info["final_obs"], next_obs)
 
 
 def _crossed_multiple(before: int, after: int, period: int) -> bool:

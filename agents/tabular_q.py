@@ -1,13 +1,10 @@
 """Tabular Q-learning for environments with discrete observations and discrete actions.
 
 The agent learns from a single ``gymnasium.Env`` or from a ``gymnasium.vector.VectorEnv`` (one transition
-per sub-environment per vector step, applied as one vectorized numpy update). Gymnasium 1.x autoreset is
-handled in both of its modes:
-
-* ``NEXT_STEP`` (the default): the step after an episode ends only resets that sub-environment, so the
-  "transition" it returns (last obs -> reset obs) is not learned from.
-* ``SAME_STEP``: an ending step already returns the reset observation; the true last observation is read
-  from ``info["final_obs"]``.
+per sub-environment per vector step, applied as one vectorized numpy update), played by the shared rollout
+loop (:class:`llm_repair_gym.rl.rollout.Rollout`), which handles Gymnasium 1.x autoreset in both modes: in
+``NEXT_STEP`` the steps that only reset a sub-environment are not learned from, and in ``SAME_STEP`` the true
+last observation comes from ``info["final_obs"]``.
 
 A real terminal state (``terminated``) is never bootstrapped past; a time-limit truncation is.
 """
@@ -18,11 +15,9 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
-from tqdm import tqdm
 
 from agents.schedules import LinearSchedule, Schedule, as_schedule
-from llm_repair_gym.rl.training_log import training_log
+from llm_repair_gym.rl.rollout import Rollout
 
 DEFAULT_EPSILON = LinearSchedule(1.0, 0.05, 10_000)
 """Default exploration: epsilon decays from 1.0 to 0.05 over the first 10k environment steps."""
@@ -130,42 +125,14 @@ class TabularQAgent:
         every finished episode's return and length by env step (``llm_repair_gym.rl.training_log``). Returns the
         undiscounted return of every episode completed, in order of completion.
         """
-        vec_env = as_vector_env(env)
-        same_step = autoreset_mode(vec_env) is AutoresetMode.SAME_STEP
-        obs, _ = vec_env.reset(seed=int(self.rng.integers(2**31)))
-        resetting = np.zeros(vec_env.num_envs, dtype=bool)
-        episode_return = np.zeros(vec_env.num_envs)
-        episode_length = np.zeros(vec_env.num_envs, dtype=np.int64)
-        completed_returns: list[float] = []
-        steps_done = 0
-        with training_log(log_path) as log, tqdm(total=total_steps, disable=not progress_bar,
-                                                  desc="tabular Q") as progress:
-            while steps_done < total_steps:
-                actions = self.act(obs, greedy=False)
-                next_obs, reward, terminated, truncated, info = vec_env.step(actions)
-                done = terminated | truncated
-                learned_next_obs = final_observations(next_obs, done, info) if same_step else next_obs
-                real = ~resetting
-
-                self.update(obs[real], actions[real], reward[real], learned_next_obs[real], terminated[real])
-                n_real = int(real.sum())
-                self.num_steps += n_real
-                steps_done += n_real
-                progress.update(min(steps_done, total_steps) - progress.n)
-
-                episode_return[real] += reward[real]
-                episode_length[real] += 1
-                for env_index in np.flatnonzero(done & real):
-                    completed_returns.append(float(episode_return[env_index]))
-                    log.episode(self.num_steps, completed_returns[-1], episode_length[env_index])
-                    episode_return[env_index] = 0.0
-                    episode_length[env_index] = 0
-                if done.any():
-                    progress.set_postfix(mean_return_100=np.mean(completed_returns[-100:]), refresh=False)
-                if not same_step:
-                    resetting = done
-                obs = next_obs
-        return completed_returns
+        with Rollout(env, total_steps, seed=int(self.rng.integers(2**31)), log_path=log_path,
+                     progress_bar=progress_bar, desc="tabular Q", first_step=self.num_steps) as rollout:
+            for step in rollout.play(lambda obs, info: self.act(obs, greedy=False)):
+                real = step.real
+                self.update(step.obs[real], step.actions[real], step.rewards[real], step.next_obs[real],
+                            step.terminated[real])
+                self.num_steps = rollout.global_step
+        return rollout.episode_returns
 
     def save(self, path: str | Path) -> None:
         """Write the Q-table, ``alpha`` and ``gamma`` to an ``.npz`` file at exactly ``path``."""
@@ -192,27 +159,3 @@ class TabularQAgent:
         agent.q_table[...] = q_table
         return agent
 
-
-def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
-    """Return ``env`` if it is a vector env, else a one-env ``SyncVectorEnv`` with ``SAME_STEP`` autoreset."""
-    if isinstance(env, gym.vector.VectorEnv):
-        return env
-    return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.SAME_STEP)
-
-
-def autoreset_mode(vec_env: gym.vector.VectorEnv) -> AutoresetMode:
-    """The vector env's autoreset mode (``NEXT_STEP`` if unstated); ``DISABLED`` is rejected."""
-    mode = AutoresetMode(vec_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
-    if mode is AutoresetMode.DISABLED:
-        raise ValueError("vector envs with autoreset DISABLED are not supported; use NEXT_STEP or SAME_STEP")
-    return mode
-
-
-def final_observations(next_obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
-    """``SAME_STEP`` autoreset: ``next_obs`` with each done env's reset obs replaced by its true last obs."""
-    if not done.any():
-        return next_obs
-    last_obs = next_obs.copy()
-    for env_index in np.flatnonzero(done):
-        last_obs[env_index] = info["final_obs"][env_index]
-    return last_obs
