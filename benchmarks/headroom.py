@@ -13,7 +13,7 @@ chosen one is replayed.
 The lookahead policy is privileged (it simulates the future, and it sees the validation accuracy that the
 reward is measured on, noise included), so its score is not a learner's: it is an estimate of the headroom
 above the heuristic that policy improvement can find, entry by entry. Scores are normalized the way the
-leaderboard does (``llm_repair_gym.bench.leaderboard``): per suite entry, no-op = 0 and oracle = 1, using the
+leaderboard does (``llm_repair_gym.bench.scores``): per suite entry, no-op = 0 and oracle = 1, using the
 mean returns of the carried reference runs in ``--references`` (``benchmarks/leaderboard/episodes``).
 
 Because the lookahead also exploits the luck of the validation examples, every episode's final model is
@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 
 import llm_repair_gym  # noqa: F401  (registers the env ids)
 from agents.heuristic import HeuristicPolicy
-from llm_repair_gym.bench.leaderboard import entry_bounds
 from llm_repair_gym.bench.results import read_many
+from llm_repair_gym.bench.scores import entry_bounds
 from llm_repair_gym.bench.verify import ReplayPolicy
 from llm_repair_gym.envs.suites import load_suite
 from llm_repair_gym.repair.dynamics import validation_accuracy

@@ -10,16 +10,12 @@ import numpy as np
 import pytest
 from rliable import metrics
 
-from llm_repair_gym.bench.leaderboard import (
-    agent_colors,
-    aggregate,
-    run_mean_interval,
-    score_matrices,
-    write_leaderboard,
-)
+from llm_repair_gym.bench.leaderboard import write_leaderboard
+from llm_repair_gym.bench.plots import agent_colors
 from llm_repair_gym.bench.registry import registered_agents
 from llm_repair_gym.bench.results import MAX_LINE_BYTES, read_many, read_results, write_results
 from llm_repair_gym.bench.runner import plan_jobs, run_job, run_jobs, source_revision
+from llm_repair_gym.bench.scores import aggregate, run_mean_interval, score_matrices
 from llm_repair_gym.bench.verify import verify_results
 from llm_repair_gym.cli import main
 from llm_repair_gym.envs import suites
