@@ -33,8 +33,8 @@ from llm_repair_gym.envs import (
 )
 from llm_repair_gym.envs.suites import load_suite, suite_names
 from llm_repair_gym.envs.wrappers import DiscretizeObservation
+from llm_repair_gym.lm.hf import export_hf
 from llm_repair_gym.lm.metrics import evaluate
-from llm_repair_gym.lm.model import export_hf
 from llm_repair_gym.lm.presets import PRESETS, get_preset
 from llm_repair_gym.lm.tasks import FAMILIES, TaskSuite
 from llm_repair_gym.lm.zoo import load_zoo

@@ -4,7 +4,8 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from llm_repair_gym.lm.model import ModelConfig, export_hf, forward, from_hf, init_params, to_hf
+from llm_repair_gym.lm.hf import export_hf, from_hf, to_hf
+from llm_repair_gym.lm.model import ModelConfig, forward, init_params
 
 CONFIGS = [
     ModelConfig(vocab_size=76, n_ctx=16, n_layer=2, n_head=4, n_embd=64),
