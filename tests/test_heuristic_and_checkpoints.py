@@ -11,8 +11,9 @@ from agents import load_policy, save_checkpoint
 from agents.dqn import DQNAgent, DQNConfig
 from agents.heuristic import HeuristicPolicy
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
+from llm_repair_gym.envs.suites import held_out_seeds
 from llm_repair_gym.lm.tasks import FAMILIES
-from llm_repair_gym.rl.episodes import evaluate_on_held_out, run_episodes
+from llm_repair_gym.rl.episodes import run_episodes
 
 
 class NoInfo:
@@ -38,8 +39,17 @@ def test_heuristic_reads_only_observations_and_follows_its_rules():
     by_fault = {r.fault: r for r in records}
     assert by_fault["none"].actions == ["stop"]  # nothing wrong: stop at once
     assert by_fault["bad_hparams"].actions[0] == "lr_down"  # the lr first
-    assert all(r.actions[-1] in ("stop", "rollback") or r.steps == 32 for r in records)
+    # every episode ends because the heuristic stops, never at the 32-step limit (an episode ends on `stop` or at
+    # the limit by construction, so "stop or 32 steps" holds for any policy): the episodes' exact lengths,
+    # measured, on test-split instances 0-5 with seeds 0-5
+    assert [r.fault for r in records if r.actions[-1] != "stop"] == []
+    assert {r.fault: r.steps for r in records} == HEURISTIC_STEPS
+    assert by_fault["forgetting"].actions[-2:] == ["rollback", "stop"]  # rule 6: no progress, roll back and stop
     assert np.mean([r.episode_return for r in records]) > 0.1  # it repairs
+
+
+HEURISTIC_STEPS = {"none": 1, "weight_noise": 7, "label_noise": 9, "fact_overwrite": 17, "forgetting": 26,
+                   "bad_hparams": 12}
 
 
 def test_saved_policy_replays_the_agent(micro_env_kwargs, tmp_path):
@@ -64,23 +74,67 @@ def test_saved_policy_replays_the_agent(micro_env_kwargs, tmp_path):
 
 
 CARRIED = Path(__file__).resolve().parent.parent / "agents" / "checkpoints" / "LLMRepair-v0" / "dqfd"
+# The carried policy's recorded evaluation is 32 episodes, about 40 s to replay on 2 cores (the slow test below
+# replays them all); the default run replays 6 of them through the same command, one per fault type, the
+# shortest of each (episodes 1, 3, 4, 17, 18 and 26 of the 32: 1-11 steps, one wave of 6 envs, about 5 s),
+# each against the return the file records. Their lengths, from the full replay: every one of them stops.
+CARRIED_SUBSET = {1: 7, 3: 7, 4: 1, 17: 10, 18: 10, 26: 11}  # episode of the recorded set (seed order) -> steps
 
 
-def test_carried_checkpoint_replays_its_recorded_returns(tmp_path, capsys):
+def replay_subset(monkeypatch, meta, episodes):
+    """Make ``benchmarks.replay_policy`` play ``episodes`` (indices into the recorded evaluation set: its seeds,
+    its test-split instances) instead of the set's first ones; return the list its records will land in."""
+    from llm_repair_gym.envs import suites
+    from llm_repair_gym.rl import episodes as module
+
+    full = meta["eval_set"], meta["eval_episodes"]
+    monkeypatch.setattr(module, "held_out_seeds", lambda s, n: [suites.held_out_seeds(*full)[k] for k in episodes])
+    monkeypatch.setattr(module, "held_out_instances",
+                        lambda s, n, size: [suites.held_out_instances(*full, size)[k] for k in episodes])
+    played = []
+    monkeypatch.setattr(module, "run_episodes", lambda *a, **k: played.extend(run_episodes(*a, **k)) or played)
+    return played
+
+
+def test_carried_checkpoint_replays_its_recorded_returns(tmp_path, capsys, monkeypatch):
     from benchmarks.replay_policy import main as replay
 
-    policy = load_policy(CARRIED)
-    meta = policy.meta
-    assert meta["env_id"] == "LLMRepair-v0" and len(meta["eval_episode_returns"]) == meta["eval_episodes"]
+    meta = load_policy(CARRIED).meta
+    assert meta["env_id"] == "LLMRepair-v0" and len(meta["eval_episode_returns"]) == meta["eval_episodes"] == 32
     assert np.mean(meta["eval_episode_returns"]) == pytest.approx(meta["eval_return"])
-    records = evaluate_on_held_out("LLMRepair-v0", policy, meta["eval_set"], 2, progress=False)
-    assert all(r.actions[-1] == "stop" or r.steps == 32 for r in records)
+    recorded = np.array(meta["eval_episode_returns"])
     copy = tmp_path / "dqfd"
     shutil.copytree(CARRIED, copy)
-    for returns, verdict in (([r.episode_return for r in records], 0), ([0.5, records[1].episode_return], 1)):
-        (copy / "policy.json").write_text(json.dumps({**meta, "eval_episodes": 2, "eval_episode_returns": returns}))
-        assert replay([str(copy)]) == verdict
-    assert "episode 0 (seed" in capsys.readouterr().out  # the mismatching episode is named
+
+    def record(episodes, returns):
+        (copy / "policy.json").write_text(json.dumps({**meta, "eval_episodes": len(episodes),
+                                                      "eval_episode_returns": list(returns),
+                                                      "eval_return": float(np.mean(returns))}))
+
+    subset = list(CARRIED_SUBSET)
+    played = replay_subset(monkeypatch, meta, subset)
+    record(subset, recorded[subset])  # the carried file's own numbers for these episodes
+    assert replay([str(copy)]) == 0, capsys.readouterr().out
+    assert "OK: all 6 episode returns match" in capsys.readouterr().out
+    assert sorted(r.fault for r in played) == sorted(["none", "weight_noise", "label_noise", "fact_overwrite",
+                                                      "forgetting", "bad_hparams"])
+    steps = {r.seed: r.steps for r in played}
+    seeds = held_out_seeds(meta["eval_set"], meta["eval_episodes"])
+    assert {k: steps[seeds[k]] for k in subset} == CARRIED_SUBSET
+    assert [r.fault for r in played if r.actions[-1] != "stop"] == []
+    # a return off by more than the tolerance fails the command, which names the episode (the 1-step 'none' one)
+    replay_subset(monkeypatch, meta, [4])
+    record([4], [recorded[4] + 2e-6])
+    assert replay([str(copy)]) == 1
+    assert f"episode 0 (seed {seeds[4]})" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_carried_checkpoint_replays_all_its_recorded_returns():
+    """The full recorded evaluation (32 episodes, about 40 s on 2 cores), as the README's command runs it."""
+    from benchmarks.replay_policy import main as replay
+
+    assert replay([str(CARRIED)]) == 0
 
 
 def test_lookahead_over_the_heuristic_is_exact_and_never_worse(micro_env_kwargs):
