@@ -1,13 +1,15 @@
 """What crosses between the env's device and the host, and how.
 
-The env computes on its device (``check_device`` says which it may use). Host arrays go to it with
+The env computes on its device (:func:`check_device` says which it may use). Host arrays go to it with
 :func:`to_device`; results come back packed: every value of a step (observations, rewards, the info's tensors)
 becomes float64 columns of one array (:func:`as_columns`), copied to the host at once, and :class:`Unpacker`
-reads them back in packing order. The host's random generator is saved as its bit generator's JSON-able state
-(:func:`generator_state`, :func:`restore_generator`).
+reads them back in packing order (:func:`step_to_host` does both for a step). The host's random generator is
+saved as its bit generator's JSON-able state (:func:`generator_state`, :func:`restore_generator`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -81,6 +83,23 @@ class Unpacker:
                 dtype = _NUMPY_DTYPES.get(value.dtype)
                 out[key] = column if dtype is None else column.astype(dtype)
         return out
+
+
+def step_to_host(obs: torch.Tensor, reward: torch.Tensor, info: dict, final: tuple[torch.Tensor, dict] | None,
+                 host_info: Callable[[Unpacker, dict], dict]) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
+    """A step's observations ``[N, D]``, rewards ``[N]`` and info, and the ``final`` observations and info of
+    the envs that ended (or None), as numpy, from one transfer to the host; ``host_info(unpacker, info)`` reads
+    an info back."""
+    parts = [obs.double(), reward.double()[:, None], *as_columns(info)]
+    if final is not None:
+        parts += [final[0].double(), *as_columns(final[1])]
+    host = Unpacker.transfer(parts)  # the step's one device-to-host transfer
+    obs_np = host.take(obs.shape[1]).astype(np.float32)
+    reward_np = host.take(1)[:, 0].astype(np.float32)
+    info_np = host_info(host, info)
+    if final is None:
+        return obs_np, reward_np, info_np, None
+    return obs_np, reward_np, info_np, (host.take(obs.shape[1]).astype(np.float32), host_info(host, final[1]))
 
 
 def generator_state(generator: np.random.Generator | None) -> dict | None:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from llm_repair_gym.envs.arguments import check_open
 from llm_repair_gym.envs.manual import build_manual
 from llm_repair_gym.envs.repair import HEALTHY_MARGIN, RENDER_FPS, LLMRepairEnv, LLMRepairVectorEnv
 from llm_repair_gym.envs.snapshot import EnvState, json_config
@@ -101,7 +102,7 @@ class LLMMetaRepairVectorEnv(LLMRepairVectorEnv):
     def set_task(self, task: dict | list[dict | None] | None) -> None:
         """From the next reset of each env on (autoresets included), set its episodes in ``task``: one task for
         every env, or a list of ``num_envs`` (None: draw a task of the split at each reset, the default)."""
-        self._check_open()
+        check_open(self)
         tasks = task if isinstance(task, list) else [task] * self.num_envs
         if len(tasks) != self.num_envs:
             raise ValueError(f"set_task takes one task or a list of {self.num_envs} (one per env), got {len(tasks)}")
@@ -109,8 +110,8 @@ class LLMMetaRepairVectorEnv(LLMRepairVectorEnv):
 
     def get_task(self) -> list[dict]:
         """The task of every env's current episode (after the first reset)."""
-        self._check_open()
-        if not self._started:
+        check_open(self)
+        if not self.started:
             raise ValueError("get_task needs a reset first: the task of an episode is fixed at its reset")
         return [copy.deepcopy(self.tasks[i]) for i in self.state.zoo_model.cpu().tolist()]
 

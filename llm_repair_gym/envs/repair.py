@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 from typing import Any
 
 import gymnasium as gym
@@ -19,19 +18,29 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from llm_repair_gym._version import __version__
+from llm_repair_gym.envs.arguments import (
+    check_actions,
+    check_instances,
+    check_open,
+    check_reset_mask,
+    check_seeds,
+    check_settings,
+)
 from llm_repair_gym.envs.host_io import (
     Unpacker,
     as_columns,
     check_device,
     generator_state,
     restore_generator,
+    step_to_host,
     to_device,
 )
 from llm_repair_gym.envs.manual import build_manual
+from llm_repair_gym.envs.single import SingleEnv
 from llm_repair_gym.envs.snapshot import STATE_FORMAT, EnvState, json_config
 from llm_repair_gym.envs.trace import RENDERERS, Trace, TraceStep
-from llm_repair_gym.envs.types import ResetReturn, StepReturn, VectorResetReturn, VectorStepReturn
-from llm_repair_gym.envs.vector_info import unbatch, with_masks
+from llm_repair_gym.envs.types import VectorResetReturn, VectorStepReturn
+from llm_repair_gym.envs.vector_info import with_masks
 from llm_repair_gym.lm import optim
 from llm_repair_gym.lm.model import group_names
 from llm_repair_gym.lm.presets import Preset, get_preset
@@ -49,15 +58,13 @@ from llm_repair_gym.repair.dynamics import (
 )
 from llm_repair_gym.repair.faults import FAULT_NAMES, fault_indices, target_names
 from llm_repair_gym.repair.features import assemble, build_features, columns
-from llm_repair_gym.repair.instances import INSTANCE_MODES, BankConfig, InstanceBank, blank_state, load_bank, start_live
+from llm_repair_gym.repair.instances import BankConfig, InstanceBank, blank_state, load_bank, start_live
 from llm_repair_gym.runtime.allocator import keep_freed_memory
 from llm_repair_gym.runtime.precision import precision_context
 from llm_repair_gym.runtime.threads import configure_threads
 
 ENV_ID = "LLMRepair-v0"
 HEALTHY_MARGIN = 0.05  # a family within this of its healthy accuracy at reset counts as working
-_AUTORESET_MODES = (AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
-OUTPUTS = ("numpy", "torch")
 RENDER_FPS = 2  # frames (steps) per second of a video of an episode
 
 
@@ -75,26 +82,8 @@ class LLMRepairVectorEnv(VectorEnv):
                  instances: str = "train", bank: BankConfig | None = None, precision: str = "fp32",
                  output: str = "numpy", chunk_envs: int = 256, compile: bool = False,
                  num_threads: int | None = None, render_mode: str | None = None, suite: str | None = None) -> None:
-        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
-        if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
-        for name, value in (("cost_weight", cost_weight), ("crash_penalty", crash_penalty)):
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-        if cost_limit is not None and not (np.isfinite(cost_limit) and cost_limit >= 0):
-            raise ValueError(f"cost_limit must be None or finite and >= 0, got {cost_limit!r}")
-        autoreset_mode = AutoresetMode(autoreset_mode)
-        if autoreset_mode not in _AUTORESET_MODES:
-            raise ValueError(f"autoreset_mode must be one of {[m.value for m in _AUTORESET_MODES]}")
-        if instances not in INSTANCE_MODES:
-            raise ValueError(f"instances must be one of {INSTANCE_MODES}, got {instances!r}")
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if not isinstance(chunk_envs, int) or chunk_envs < 1:
-            raise ValueError(f"chunk_envs must be a positive int, got {chunk_envs!r}")
-        if render_mode is not None and render_mode not in RENDERERS:
-            raise ValueError(f"render_mode must be None or one of {list(RENDERERS)}, got {render_mode!r}")
+        autoreset_mode = check_settings(num_envs, max_episode_steps, cost_weight, crash_penalty, cost_limit,
+                                        autoreset_mode, instances, output, chunk_envs, render_mode)
         self.preset = get_preset(preset)
         self.device = check_device(device)
         if self.device.type == "cpu":
@@ -184,7 +173,7 @@ class LLMRepairVectorEnv(VectorEnv):
 
     def get_state(self) -> EnvState:
         """A copy of everything that determines the envs' future (on the CPU); see :class:`EnvState`."""
-        self._check_open()
+        check_open(self)
         tensors = {name: t.detach().cpu().clone() for name, t in self.state.tensors().items()}
         tensors["env.obs"] = self._obs.detach().cpu().clone()
         host = {"started": self._started, "steps": self._steps.tolist(), "needs_reset": self._needs_reset.tolist(),
@@ -195,7 +184,7 @@ class LLMRepairVectorEnv(VectorEnv):
         """Continue from ``state`` (from :meth:`get_state` or :meth:`EnvState.load`): the next step gives what
         the env that made it would have given. A state from a different env (id, version, ``num_envs``,
         preset or any trajectory-changing setting) is refused with what differs; nothing changes then."""
-        self._check_open()
+        check_open(self)
         if not isinstance(state, EnvState):
             raise TypeError(f"set_state takes an EnvState, got {type(state).__name__}")
         state.check_matches(self._identity)
@@ -222,7 +211,7 @@ class LLMRepairVectorEnv(VectorEnv):
     def fork(self) -> LLMRepairVectorEnv:
         """An independent copy of this env in its current state: stepped with the same actions, it gives the
         same observations, rewards and infos. It shares the read-only zoo, tasks and instance bank."""
-        self._check_open()
+        check_open(self)
         other = copy.copy(self)
         other.state = self.state.clone()
         other._obs = self._obs.clone()
@@ -238,9 +227,10 @@ class LLMRepairVectorEnv(VectorEnv):
         self.state = None
         self._obs = None
 
-    def _check_open(self) -> None:
-        if self.closed:
-            raise RuntimeError("this env is closed: make a new one")
+    @property
+    def started(self) -> bool:
+        """Whether the envs have been reset (stepping before the first reset is refused)."""
+        return self._started
 
     # --- reset ---------------------------------------------------------------------------------------
 
@@ -255,20 +245,12 @@ class LLMRepairVectorEnv(VectorEnv):
         ``options["instance"]`` (an int, or one int per env) starts the reset envs from those bank instances
         instead of drawing them from the seeded stream.
         """
-        self._check_open()
+        check_open(self)
         options = options or {}
-        unknown = set(options) - {"reset_mask", "instance"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'reset_mask' and/or 'instance'")
-        mask = np.ones(self.num_envs, dtype=bool)
-        if "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"])
-            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
-                raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
-            if not self._started and not mask.all():
-                raise ValueError("the first reset must reset every env (no reset_mask)")
-        seeds = self._check_seeds(seed)
-        instance = self._check_instances(options.get("instance"), mask)
+        mask = check_reset_mask(options, self.num_envs, self._started)
+        seeds = check_seeds(seed, self.num_envs)
+        instance = check_instances(options.get("instance"), mask, self.bank)
+        instance = None if instance is None else to_device(instance, self.device)
         super().reset(seed=int(seed) if isinstance(seed, (int, np.integer)) else None)  # validated: now change
         env_ids = to_device(np.flatnonzero(mask), self.device)
         with self._precision():
@@ -291,37 +273,6 @@ class LLMRepairVectorEnv(VectorEnv):
         host = Unpacker.transfer([self._obs.double(), *as_columns(info)])
         obs = host.take(self._obs.shape[1]).astype(np.float32)
         return obs, with_masks(self._host_info(host, info), mask)
-
-    def _check_seeds(self, seed) -> np.ndarray | None:
-        """Every env's episode seed (``None``: drawn from the env's generator); ``ValueError`` when invalid."""
-        allowed = f"None, an int in [0, 2**63 - {self.num_envs}] or {self.num_envs} such ints"
-        if seed is None:
-            return None
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
-            if not 0 <= int(seed) <= 2**63 - self.num_envs:
-                raise ValueError(f"seed must be {allowed}, got {seed!r}")
-            return np.arange(self.num_envs, dtype=np.int64) + int(seed)
-        seeds = np.asarray(seed)
-        if seeds.shape != (self.num_envs,) or not np.issubdtype(seeds.dtype, np.integer) or (seeds < 0).any():
-            raise ValueError(f"seed must be {allowed}, got {seed!r}")
-        return seeds.astype(np.int64)
-
-    def _check_instances(self, instance, mask: np.ndarray) -> torch.Tensor | None:
-        """Validate ``options["instance"]`` on the host; the ids of the reset envs, on the device."""
-        if instance is None:
-            return None
-        if self.bank is None:
-            raise ValueError("options['instance'] needs an instance bank: make the env with instances='train' or "
-                             "'test' (it was made with instances='live')")
-        ids = np.broadcast_to(np.asarray(instance), (self.num_envs,)) if np.ndim(instance) == 0 else \
-            np.asarray(instance)
-        if ids.shape != (self.num_envs,) or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"options['instance'] must be an int or {self.num_envs} ints, got {instance!r}")
-        chosen = ids[mask]
-        if (chosen < 0).any() or (chosen >= self.bank.size).any():
-            raise ValueError(f"instances must lie in [0, {self.bank.size}) for the {self.bank.split} bank, "
-                             f"got {chosen.tolist()}")
-        return to_device(chosen.astype(np.int64), self.device)
 
     def _reset_envs(self, env_ids: torch.Tensor, seeds: torch.Tensor,
                     instance: torch.Tensor | None = None) -> Measurement:
@@ -418,44 +369,28 @@ class LLMRepairVectorEnv(VectorEnv):
 
     def _emit(self, obs, reward, terminated, truncated, info, final, done) -> tuple:
         """The step's results, as device tensors (``output="torch"``) or from one transfer to the host."""
-        if self.output == "torch":
-            info = with_masks(info, np.ones(self.num_envs, dtype=bool))
-            if final is not None:
-                info |= {"final_obs": final[0], "_final_obs": done.copy(),
-                         "final_info": with_masks(final[1], done), "_final_info": done.copy()}
-            to = functools.partial(torch.as_tensor, device=self.device)
-            return obs, reward, to(terminated), to(truncated), info
-        parts = [obs.double(), reward.double()[:, None], *as_columns(info)]
+        if self.output == "numpy":
+            obs, reward, info, final = step_to_host(obs, reward, info, final, self._host_info)
+            if final is not None:  # an object array: None for the envs still running
+                final = (np.array([final[0][i] if done[i] else None for i in range(self.num_envs)], dtype=object),
+                         final[1])
+        else:
+            terminated, truncated = (torch.as_tensor(x, device=self.device) for x in (terminated, truncated))
+        info = with_masks(info, np.ones(self.num_envs, dtype=bool))
         if final is not None:
-            parts += [final[0].double(), *as_columns(final[1])]
-        host = Unpacker.transfer(parts)  # the step's one device-to-host transfer
-        obs_np = host.take(obs.shape[1]).astype(np.float32)
-        reward_np = host.take(1)[:, 0].astype(np.float32)
-        info_np = with_masks(self._host_info(host, info), np.ones(self.num_envs, dtype=bool))
-        if final is not None:
-            final_obs = host.take(obs.shape[1]).astype(np.float32)
-            final_info = self._host_info(host, final[1])
-            info_np |= {"final_obs": np.array([final_obs[i] if done[i] else None for i in range(self.num_envs)],
-                                              dtype=object),
-                        "_final_obs": done.copy(), "final_info": with_masks(final_info, done),
-                        "_final_info": done.copy()}
-        return obs_np, reward_np, terminated, truncated, info_np
+            info |= {"final_obs": final[0], "_final_obs": done.copy(), "final_info": with_masks(final[1], done),
+                     "_final_info": done.copy()}
+        return obs, reward, terminated, truncated, info
 
     def _check_actions(self, actions) -> np.ndarray:
-        self._check_open()
-        if isinstance(actions, torch.Tensor):
-            actions = actions.detach().cpu().numpy()
-        a = np.asarray(actions)
-        if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"actions must be {self.num_envs} integers, got {actions!r}")
-        if (a < 0).any() or (a >= len(self.actions)).any():
-            raise ValueError(f"actions must lie in [0, {len(self.actions)}), got {a.tolist()}")
+        check_open(self)
+        a = check_actions(actions, self.num_envs, len(self.actions))
         if not self._started:
             raise ValueError("call reset() before step()")
         if self._needs_reset.any():
             raise ValueError(f"envs {np.flatnonzero(self._needs_reset).tolist()} ended: reset them "
                              "(options={'reset_mask': ...}) before stepping")
-        return a.astype(np.int64)
+        return a
 
     def _apply(self, a: np.ndarray) -> None:
         """Apply every env's action: one batched call per action present, never a loop over envs.
@@ -476,7 +411,7 @@ class LLMRepairVectorEnv(VectorEnv):
     def render(self) -> tuple[str | np.ndarray, ...] | None:
         """One frame per env of its episode so far: a string (``render_mode="ansi"``) or an ``uint8`` image
         ``[H, W, 3]`` of fixed size (``"rgb_array"``); see :class:`llm_repair_gym.envs.trace.Trace`."""
-        self._check_open()
+        check_open(self)
         if self.render_mode is None:
             gym.logger.warn(f"render() without a render_mode does nothing: make the env with render_mode in "
                             f"{list(RENDERERS)}")
@@ -551,75 +486,11 @@ class LLMRepairVectorEnv(VectorEnv):
         return out
 
 
-class LLMRepairEnv(gym.Env):
+class LLMRepairEnv(SingleEnv):
     """{manual}"""
 
     metadata = {"render_modes": list(RENDERERS), "render_fps": RENDER_FPS}
-    vector_class: type[LLMRepairVectorEnv] = LLMRepairVectorEnv  # the implementation, run with N = 1
-
-    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
-        if "num_envs" in kwargs or "autoreset_mode" in kwargs or "output" in kwargs:
-            raise ValueError(f"{type(self).__name__} is one env with numpy outputs: use gym.make_vec for num_envs, "
-                             "autoreset_mode and output")
-        self.vector = self.vector_class(num_envs=1, autoreset_mode=AutoresetMode.DISABLED, render_mode=render_mode,
-                                        **kwargs)
-        self.render_mode = render_mode
-        self.observation_space = self.vector.single_observation_space
-        self.action_space = self.vector.single_action_space
-        self.action_names = self.vector.action_names
-        self.feature_names = self.vector.feature_names
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> ResetReturn:
-        self.vector._check_open()
-        if seed is not None:
-            self.vector._check_seeds(seed)  # refused before anything changes
-        super().reset(seed=seed)
-        episode_seed = seed
-        if seed is None and not self.vector._started:  # later unseeded resets continue the env's own stream
-            episode_seed = int(self.np_random.integers(0, 2**62))
-        obs, info = self.vector.reset(seed=episode_seed, options=options)
-        return obs[0], unbatch(info, 0)
-
-    def step(self, action) -> StepReturn:
-        if not self.action_space.contains(action):
-            raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
-        obs, reward, terminated, truncated, info = self.vector.step(np.array([int(action)]))
-        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), unbatch(info, 0)
-
-    def render(self) -> str | np.ndarray | None:
-        """The episode so far, as text or an image; see :meth:`LLMRepairVectorEnv.render`."""
-        frames = self.vector.render()
-        return None if frames is None else frames[0]
-
-    def get_state(self) -> EnvState:
-        """A copy of everything that determines the env's future; see :meth:`LLMRepairVectorEnv.get_state`."""
-        state = self.vector.get_state()
-        state.host["single_np_random"] = generator_state(self._np_random)
-        return state
-
-    def set_state(self, state: EnvState) -> None:
-        """Continue from ``state``; a state of another env, or of a vector env, is refused with what differs."""
-        if not isinstance(state, EnvState) or "single_np_random" not in state.host:
-            raise ValueError("set_state takes an EnvState from a single LLMRepairEnv's get_state "
-                             "(a vector env's state goes to a vector env)")
-        try:  # read before the vector env changes, so a malformed state changes nothing
-            generator = restore_generator(state.host["single_np_random"])
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise ValueError(f"the state's host values are malformed: {err}") from err
-        self.vector.set_state(state)
-        self._np_random = generator
-
-    def fork(self) -> LLMRepairEnv:
-        """An independent copy in the current state (unwrapped: call it on ``env.unwrapped``)."""
-        other = copy.copy(self)
-        other.vector = self.vector.fork()
-        other.observation_space = other.vector.single_observation_space
-        other.action_space = other.vector.single_action_space
-        other._np_random = copy.deepcopy(self._np_random)
-        return other
-
-    def close(self) -> None:
-        self.vector.close()
+    vector_class = LLMRepairVectorEnv
 
 
 LLMRepairVectorEnv.__doc__ = build_manual(HEALTHY_MARGIN, RENDER_FPS)
