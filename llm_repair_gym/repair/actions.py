@@ -99,6 +99,7 @@ def stop(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
 
 
 def forward_flops_per_token(preset: Preset) -> float:
+    """FLOPs of one forward pass per token of the preset's model (Kaplan et al., see the module docstring)."""
     cfg = preset.model
     n_params = sum(_numel(s) for s in param_shapes(cfg).values())
     return 2.0 * n_params + 2.0 * cfg.n_layer * cfg.n_ctx * cfg.n_embd
