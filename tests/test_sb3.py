@@ -129,13 +129,19 @@ def test_sb3_wrappers_wrap_it_unchanged(micro):
 
 @pytest.mark.parametrize("algo", [PPO, DQN])
 def test_sb3_learns_a_few_hundred_steps_and_evaluates(micro, algo):
-    venv = VecMonitor(make_sb3_vec_env("LLMRepair-v0", n_envs=4, seed=0, **micro, max_episode_steps=8))
+    """An easy setting that a few hundred steps must learn: no fault and compute priced at 1 per train_all, so
+    every step that trains or filters costs 0.56-4.7 and gains far less on the micro zoo, and the best return
+    is 0 (stop, or only free actions). Measured over 8 episodes of 8 steps: uniform random play -3.0, both
+    learners 0.0; with their updates skipped (``train`` a no-op) PPO's greedy policy trains every step (-7.97)
+    and DQN's untrained Q-network gets -1.9 over these 4 evaluation episodes."""
+    venv = VecMonitor(make_sb3_vec_env("LLMRepair-v0", n_envs=4, seed=0, **micro, max_episode_steps=8,
+                                       faults=["none"], cost_weight=1.0))
     kwargs = {"n_steps": 32, "batch_size": 64, "n_epochs": 2} if algo is PPO else \
         {"learning_starts": 64, "buffer_size": 1_000, "batch_size": 32, "train_freq": 1, "gradient_steps": 1}
     model = algo("MlpPolicy", venv, seed=0, device="cpu", **kwargs).learn(256)
     assert model.num_timesteps >= 256
-    mean, std = evaluate_policy(model, venv, n_eval_episodes=4)
-    assert np.isfinite(mean) and np.isfinite(std)
+    mean, _ = evaluate_policy(model, venv, n_eval_episodes=4)
+    assert mean > -0.1  # under a fifth of the cheapest costed step (train_fact, 0.56)
     venv.close()
 
 
