@@ -131,7 +131,11 @@ def test_short_meta_training_makes_one_step_count():
 ])
 def test_fine_tuning_a_freshly_meta_trained_sinusoid_net_stays_finite_for_ten_steps(inner_steps):
     """Ten plain steps from a freshly meta-trained initialization stay finite on 600 fixed held-out tasks
-    (K = 5 and 10) and end below where one step got, when meta-training went through five inner steps.
+    (K = 5 and 10) and end below where one step got, when meta-training went through five inner steps; and
+    that meta-training learned: ten steps end under 0.7x the loss of predicting 0 on the same query points
+    (measured: 2.23 and 1.51 against 4.2, i.e. 0.53x and 0.36x). Without the meta-updates (the random init)
+    ten steps end at the zero predictor's loss, 4.22 and 4.14; at K = 10 that is still below one step (4.15),
+    so "finite and below one step" alone passes a learner that learned nothing there.
 
     A short run stands in for the benchmark's 30,000 updates at alpha = 0.01: at alpha = 0.03, 1,600 updates
     sharpen the loss surface as far. Meta-trained through one inner step (the paper's recipe) the median
@@ -153,6 +157,8 @@ def test_fine_tuning_a_freshly_meta_trained_sinusoid_net_stays_finite_for_ten_st
         losses = losses_after(mse, theta, support, query, alpha, range(11))
         non_finite = sum(int((~torch.isfinite(losses[k])).sum()) for k in range(1, 11))
         assert non_finite == 0, f"K={shots}: {non_finite} non-finite task losses within 10 steps"
+        zero = query[1].pow(2).mean()  # the loss of predicting 0 everywhere, about 4.2
+        assert losses[10].mean() < 0.7 * zero, f"K={shots}: 10 steps end at {losses[10].mean():.2f}, zero: {zero:.2f}"
         assert losses[10].mean() < losses[1].mean(), f"K={shots}: 10 steps end above one step"
 
 
