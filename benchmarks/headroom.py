@@ -90,7 +90,7 @@ def final_accuracy(env, seed: int, instance: int, policy) -> dict[str, list[floa
         obs, _, terminated, truncated, info = env.step(policy.act(obs, info))
         done = bool(terminated[0] or truncated[0])
     ctx, state = env.unwrapped.ctx, env.unwrapped.state
-    test_ids = {family: ids["test"] for family, ids in ctx.suite.split_ids.items()}
+    test_ids = {family: ids["test"] for family, ids in ctx.task_suite.split_ids.items()}
     return {"val": validation_accuracy(ctx, state.params, state.fact_tables)[0].tolist(),
             "test": validation_accuracy(dataclasses.replace(ctx, eval_ids=test_ids), state.params,
                                         state.fact_tables)[0].tolist()}

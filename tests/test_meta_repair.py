@@ -136,10 +136,10 @@ def test_the_start_model_is_the_initialization_on_the_task(micro):
     env.reset(seed=5)
     meta = load_meta_init(micro["preset"], config=micro["meta_config"], cache_dir=micro["cache_dir"])
     tasks = env.get_task()
-    _, maps = task_tables(tasks, env.ctx.suite)
+    _, maps = task_tables(tasks, env.ctx.task_suite)
     expected = relabel_embeddings(meta.theta.expand(2, -1), maps, env.ctx.layout)
     assert torch.equal(env.state.params, expected)
-    facts, _ = task_tables(tasks, env.ctx.suite)
+    facts, _ = task_tables(tasks, env.ctx.task_suite)
     assert torch.equal(env.state.fact_tables, facts)
 
 

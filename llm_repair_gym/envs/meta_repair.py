@@ -74,7 +74,7 @@ class LLMMetaRepairVectorEnv(LLMRepairVectorEnv):
         self.split, self.init = split, init
         self.tasks = meta_tasks(split)
         ctx = self.ctx
-        facts, maps = task_tables(self.tasks, ctx.suite)
+        facts, maps = task_tables(self.tasks, ctx.task_suite)
         if init == "zoo":  # task i starts from zoo model i mod M
             starts = ctx.zoo_params[torch.arange(len(self.tasks), device=self.device) % ctx.zoo_params.shape[0]]
         else:

@@ -48,9 +48,9 @@ from llm_repair_gym.lm.tasks import FAMILIES, TaskSuite
 from llm_repair_gym.lm.zoo import load_zoo, zoo_hash
 from llm_repair_gym.repair.actions import Action, build_actions
 from llm_repair_gym.repair.dynamics import (
-    Context,
     DynamicsConfig,
     Measurement,
+    RepairContext,
     lr_of_level,
     measure,
     reset_optimizer,
@@ -111,8 +111,8 @@ class LLMRepairVectorEnv(VectorEnv):
         trusted_ids = {f: task_suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
         if min(ids.numel() for ids in trusted_ids.values()) < dyn.trusted_size:
             raise ValueError(f"trusted_size {dyn.trusted_size} exceeds a training split")
-        self.ctx = Context(self.preset, task_suite, zoo.flat, zoo.fact_tables, dyn, eval_ids, trusted_ids, chunk_envs,
-                           bool(compile))
+        self.ctx = RepairContext(self.preset, task_suite, zoo.flat, zoo.fact_tables, dyn, eval_ids, trusted_ids,
+                                 chunk_envs, bool(compile))
         self._zoo_accuracy = validation_accuracy(self.ctx, zoo.flat, zoo.fact_tables)  # healthy, per zoo model
         self.bank: InstanceBank | None = None
         if instances != "live":

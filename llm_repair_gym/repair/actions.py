@@ -39,8 +39,8 @@ from llm_repair_gym.lm.presets import Preset
 from llm_repair_gym.lm.tasks import FAMILIES
 from llm_repair_gym.repair.dynamics import (
     UNIFORM_MIX,
-    Context,
     DynamicsConfig,
+    RepairContext,
     family_counts,
     filter_pool,
     lr_of_level,
@@ -56,7 +56,7 @@ from llm_repair_gym.repair.state import RepairState
 
 CATEGORIES = ("data", "parameter", "algorithm", "control")
 
-Effect = Callable[[Context, RepairState, torch.Tensor], None]
+Effect = Callable[[RepairContext, RepairState, torch.Tensor], None]
 """What an action does: ``effect(ctx, state, env_ids)`` changes only the entries of ``state`` of the envs
 ``env_ids [n]`` that chose the action, in one batched call (no loop over envs, no host synchronisation). A row
 with a family, block or sign has it bound into its effect (``functools.partial``)."""
@@ -75,26 +75,26 @@ class Action:
     effect: Effect = field(compare=False)
 
 
-def train_on_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: int) -> None:
+def train_on_pool(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, family: int) -> None:
     """``train_steps`` steps on the pool: every family mixed equally (``family`` -1) or one family only."""
     mix = UNIFORM_MIX if family < 0 else one_family_mix(family)
     train(ctx, state, env_ids, mix, ctx.dynamics.train_steps)
 
 
-def change_lr(ctx: Context, state: RepairState, env_ids: torch.Tensor, direction: int) -> None:
+def change_lr(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, direction: int) -> None:
     """Move the lr level by ``direction`` (+1 or -1), within the dynamics' levels."""
     dyn = ctx.dynamics
     state.lr_level[env_ids] = (state.lr_level[env_ids] + direction).clamp(dyn.min_lr_level, dyn.max_lr_level)
     state.opt.lr[env_ids] = lr_of_level(ctx, state.lr_level[env_ids])
 
 
-def switch_optimizer(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+def switch_optimizer(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> None:
     """AdamW <-> SGD; the new optimizer starts fresh (the two share their moment buffer)."""
     state.opt.optimizer[env_ids] = 1 - state.opt.optimizer[env_ids]
     reset_optimizer(ctx, state, env_ids)
 
 
-def stop(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+def stop(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> None:
     """Nothing changes: the env ends the episode."""
 
 

@@ -61,11 +61,11 @@ class DynamicsConfig:
 
 
 @dataclass
-class Context:
+class RepairContext:
     """What stays fixed while envs run: preset, task suite, zoo, dynamics settings, eval ids."""
 
     preset: Preset
-    suite: TaskSuite
+    task_suite: TaskSuite
     zoo_params: torch.Tensor  # [M, P] flat parameters of the zoo's models
     zoo_fact_tables: torch.Tensor  # [M, K]
     dynamics: DynamicsConfig
@@ -116,17 +116,17 @@ def family_counts(mix: tuple[float, ...], batch_size: int) -> tuple[int, ...]:
     return tuple(b - a for a, b in zip([0, *bounds[:-1]], bounds))
 
 
-def lr_of_level(ctx: Context, level: torch.Tensor) -> torch.Tensor:
+def lr_of_level(ctx: RepairContext, level: torch.Tensor) -> torch.Tensor:
     return ctx.dynamics.base_lr * torch.pow(10.0, level.to(torch.float32) / 2)
 
 
-def reset_optimizer(ctx: Context, state: RepairState, env_ids: torch.Tensor, group: int | None = None) -> None:
+def reset_optimizer(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, group: int | None = None) -> None:
     """Zero the optimizer moments and step counts of some envs (one parameter group, or all)."""
     columns = slice(None) if group is None else ctx.layout.group_span(group)
     state.opt.clear(env_ids, columns, group)
 
 
-def sample_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: str,
+def sample_pool(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, family: str,
                 batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Example ids and noisy-label flags ``[n, B]`` drawn uniformly from each env's kept pool."""
     keep = state.keep[family][env_ids]
@@ -138,7 +138,7 @@ def sample_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor, family:
     return ids, corrupt
 
 
-def pool_batches(ctx: Context, state: RepairState, env_ids: torch.Tensor, counts: tuple[int, ...],
+def pool_batches(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, counts: tuple[int, ...],
                  fact_tables: torch.Tensor) -> list[Batch]:
     """One training batch per env from its kept pool: ``counts[f]`` examples of family ``f``, one part per
     family present, each cut to its family's length."""
@@ -146,17 +146,17 @@ def pool_batches(ctx: Context, state: RepairState, env_ids: torch.Tensor, counts
     for family, count in zip(FAMILIES, counts):
         if count:
             ids, corrupt = sample_pool(ctx, state, env_ids, family, count)
-            parts.append(ctx.suite.batch(family, ids, fact_tables, corrupt))
+            parts.append(ctx.task_suite.batch(family, ids, fact_tables, corrupt))
     return parts
 
 
-def chunks(ctx: Context, env_ids: torch.Tensor) -> list[tuple[slice, torch.Tensor]]:
+def chunks(ctx: RepairContext, env_ids: torch.Tensor) -> list[tuple[slice, torch.Tensor]]:
     """``env_ids`` in runs of at most ``ctx.chunk_envs`` (positions within ``env_ids``, and the ids)."""
     n, size = env_ids.numel(), ctx.chunk_envs
     return [(slice(start, start + size), env_ids[start:start + size]) for start in range(0, n, size)]
 
 
-def train(ctx: Context, state: RepairState, env_ids: torch.Tensor, mix: tuple[float, ...], steps: int,
+def train(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, mix: tuple[float, ...], steps: int,
           fact_tables: torch.Tensor | None = None, lr: float | None = None) -> None:
     """``steps`` optimizer steps for some envs on their pools, every batch drawn with family weights ``mix``
     (on ``fact_tables [n, K]`` instead of the true facts, or at ``lr`` instead of the envs' own, where given)."""
@@ -175,21 +175,21 @@ def train(ctx: Context, state: RepairState, env_ids: torch.Tensor, mix: tuple[fl
         state.opt.put(ids, opt)
 
 
-def pool_scores(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: str,
+def pool_scores(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, family: str,
                 params: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Answer loss and exact-match correctness ``[n, pool_size]`` of each env's whole pool of one family
     (labels as trained on, noisy ones included), under the envs' parameters or under flat ``params``
     (already taken for ``env_ids``)."""
     ids, corrupt = state.pool_ids[family][env_ids], state.corrupt[family][env_ids]
     params = state.params[env_ids] if params is None else params
-    batch = ctx.suite.batch(family, ids, state.fact_tables[env_ids], corrupt)
+    batch = ctx.task_suite.batch(family, ids, state.fact_tables[env_ids], corrupt)
     with torch.no_grad():
         score = compiled(score_batch) if ctx.compile else score_batch
         losses, correct = score(ctx.layout.views(params), ctx.preset.model, batch)
     return torch.nan_to_num(losses, nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP), correct
 
 
-def trusted_copy(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> torch.Tensor:
+def trusted_copy(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> torch.Tensor:
     """A copy ``[n, P]`` of some envs' parameters after ``trusted_steps`` fresh-AdamW steps on the trusted set.
 
     Learned label noise can fit the pool so well that the model itself reproduces the noisy answers; a
@@ -200,13 +200,13 @@ def trusted_copy(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> tor
     params = state.params[env_ids]
     opt = init_state(params, ctx.preset.model.n_groups, "adamw", dyn.trusted_lr)
     tables = state.fact_tables[env_ids]
-    parts = [ctx.suite.batch(f, ctx.trusted_ids[f].expand(env_ids.numel(), -1), tables) for f in FAMILIES]
+    parts = [ctx.task_suite.batch(f, ctx.trusted_ids[f].expand(env_ids.numel(), -1), tables) for f in FAMILIES]
     for _ in range(dyn.trusted_steps):
         train_step(params, ctx.preset.model, opt, parts, compile=ctx.compile)
     return params
 
 
-def filter_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+def filter_pool(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> None:
     """Drop the pool examples whose labels a trusted-data copy of the model confidently disagrees with.
 
     An example is dropped when the copy's greedy answer is not its label and the label's answer loss
@@ -228,13 +228,13 @@ def filter_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None
             state.keep[family][ids] = ~(suspect & within_budget)
 
 
-def restore_pool(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+def restore_pool(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> None:
     """Undo every filter: the whole pool is used again."""
     for family in FAMILIES:
         state.keep[family][env_ids] = True
 
 
-def reinit_block(ctx: Context, state: RepairState, env_ids: torch.Tensor, block: int) -> None:
+def reinit_block(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, block: int) -> None:
     """Fresh GPT-2 initialisation of one transformer block, drawn from each env's own stream."""
     if env_ids.numel() == 0:
         return
@@ -245,7 +245,7 @@ def reinit_block(ctx: Context, state: RepairState, env_ids: torch.Tensor, block:
     reset_optimizer(ctx, state, env_ids, group=1 + block)
 
 
-def prune(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+def prune(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> None:
     """Zero the smallest-magnitude ``prune_fraction`` of the remaining weights of every block matrix."""
     if env_ids.numel() == 0:
         return
@@ -263,24 +263,24 @@ def prune(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
     state.params[env_ids] = flat
 
 
-def rollback(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> None:
+def rollback(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> None:
     """Return to the best snapshot of the episode and clear the optimizer moments."""
     state.params[env_ids] = state.snapshot[env_ids]
     reset_optimizer(ctx, state, env_ids)
 
 
 @torch.no_grad()
-def validation_accuracy(ctx: Context, params: torch.Tensor, fact_tables: torch.Tensor) -> torch.Tensor:
+def validation_accuracy(ctx: RepairContext, params: torch.Tensor, fact_tables: torch.Tensor) -> torch.Tensor:
     """Exact match ``[n, F]`` on the fixed validation examples of flat models ``params [n, P]`` (e.g. the zoo's)."""
     views = ctx.layout.views(params)
     out = []
     for family in FAMILIES:
-        batch = ctx.suite.batch(family, ctx.eval_ids[family].expand(fact_tables.shape[0], -1), fact_tables)
+        batch = ctx.task_suite.batch(family, ctx.eval_ids[family].expand(fact_tables.shape[0], -1), fact_tables)
         out.append(score_batch(views, ctx.preset.model, batch)[1].float().mean(-1))
     return torch.stack(out, 1)
 
 
-def measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measurement:
+def measure(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> Measurement:
     """Validation scores, pool loss statistics and per-group gradient norms of some envs.
 
     One no-grad forward per family scores its ``eval_size`` validation and ``spread_size`` pool examples
@@ -294,7 +294,7 @@ def measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measurem
                           for f in dataclasses.fields(Measurement)})
 
 
-def _measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measurement:
+def _measure(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> Measurement:
     cfg, dyn, layout = ctx.preset.model, ctx.dynamics, ctx.layout
     n = env_ids.numel()
     params = state.params[env_ids]
@@ -308,13 +308,13 @@ def _measure(ctx: Context, state: RepairState, env_ids: torch.Tensor) -> Measure
         pool_ids = state.pool_ids[family][env_ids][:, spread]
         clean = torch.zeros_like(eval_ids, dtype=torch.bool)
         corrupt = torch.cat([clean, state.corrupt[family][env_ids][:, spread]], 1)
-        batch = ctx.suite.batch(family, torch.cat([eval_ids, pool_ids], 1), tables, corrupt)
+        batch = ctx.task_suite.batch(family, torch.cat([eval_ids, pool_ids], 1), tables, corrupt)
         with torch.no_grad():
             losses, correct = score(views, cfg, batch)
         val_loss.append(losses[:, :dyn.eval_size])
         val_correct.append(correct[:, :dyn.eval_size])
         pool_loss.append(torch.nan_to_num(losses[:, dyn.eval_size:], nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP))
-        grad_parts.append(ctx.suite.batch(family, eval_ids[:, :dyn.grad_size], tables))
+        grad_parts.append(ctx.task_suite.batch(family, eval_ids[:, :dyn.grad_size], tables))
     leaf = params.detach().requires_grad_()
     with torch.enable_grad():
         leaf_views = layout.views(leaf)

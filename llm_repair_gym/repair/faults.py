@@ -16,10 +16,17 @@ import torch
 
 from llm_repair_gym.lm.model import is_block_matrix
 from llm_repair_gym.lm.tasks import FAMILIES
-from llm_repair_gym.repair.dynamics import UNIFORM_MIX, Context, lr_of_level, one_family_mix, train, validation_accuracy
+from llm_repair_gym.repair.dynamics import (
+    UNIFORM_MIX,
+    RepairContext,
+    lr_of_level,
+    one_family_mix,
+    train,
+    validation_accuracy,
+)
 from llm_repair_gym.repair.state import RepairState
 
-Injector = Callable[[Context, RepairState, torch.Tensor, torch.Tensor, torch.Tensor], None]
+Injector = Callable[[RepairContext, RepairState, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ def _by_value(values: torch.Tensor, env_ids: torch.Tensor):
         yield value, env_ids[positions], positions
 
 
-def _fine_tune(ctx: Context, state: RepairState, env_ids: torch.Tensor, fault: str, mix: tuple[float, ...],
+def _fine_tune(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, fault: str, mix: tuple[float, ...],
                fact_tables: torch.Tensor | None = None) -> None:
     """The injection's fine-tuning run, with the fault row's steps and lr."""
     row = FAULTS[FAULT_NAMES.index(fault)]
@@ -88,7 +95,7 @@ LABEL_NOISE_DROP = 0.3  # ...until the noisy family lost this much validation ac
 LABEL_NOISE_SHARE = 0.6  # of every batch, from the noisy family
 
 
-def _family_accuracy(ctx: Context, state: RepairState, env_ids: torch.Tensor, family: int) -> torch.Tensor:
+def _family_accuracy(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, family: int) -> torch.Tensor:
     return validation_accuracy(ctx, state.params[env_ids], state.fact_tables[env_ids])[:, family]
 
 
@@ -172,7 +179,7 @@ def fault_indices(names: list[str] | tuple[str, ...] | None) -> list[int]:
     return [FAULT_NAMES.index(n) for n in names]
 
 
-def sample_and_inject(ctx: Context, state: RepairState, env_ids: torch.Tensor, allowed: torch.Tensor,
+def sample_and_inject(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, allowed: torch.Tensor,
                       kinds: torch.Tensor | None = None) -> None:
     """Draw a fault (type from ``allowed``, or exactly ``kinds``; target; severity) for each env from its own
     stream and inject it."""

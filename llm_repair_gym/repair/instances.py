@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from llm_repair_gym.lm import optim
 from llm_repair_gym.lm.tasks import FAMILIES
-from llm_repair_gym.repair.dynamics import Context, measure, reset_optimizer, validation_accuracy
+from llm_repair_gym.repair.dynamics import RepairContext, measure, reset_optimizer, validation_accuracy
 from llm_repair_gym.repair.faults import FAULT_NAMES, FAULTS, sample_and_inject
 from llm_repair_gym.repair.rng import BatchedRNG
 from llm_repair_gym.repair.state import RepairState
@@ -73,7 +73,7 @@ def instance_seed(config: BankConfig, split: str, index: int, attempt: int = 0) 
     return ((config.seed * len(BANK_SPLITS) + BANK_SPLITS.index(_check_split(split))) << 40) + (attempt << 32) + index
 
 
-def blank_state(ctx: Context, n: int) -> RepairState:
+def blank_state(ctx: RepairContext, n: int) -> RepairState:
     """A state for ``n`` envs with every tensor allocated and zero (reset fills it)."""
     dev, dyn = ctx.device, ctx.dynamics
     params = torch.zeros(n, ctx.layout.size, device=dev)
@@ -94,7 +94,7 @@ def blank_state(ctx: Context, n: int) -> RepairState:
     )
 
 
-def start_live(ctx: Context, state: RepairState, env_ids: torch.Tensor, allowed: torch.Tensor,
+def start_live(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, allowed: torch.Tensor,
                kinds: torch.Tensor | None = None, models: torch.Tensor | None = None) -> None:
     """Make fresh instances for ``env_ids`` from their (already seeded) streams: a zoo model, a training pool
     and a fault from ``allowed`` (or exactly ``kinds``), injected. The optimizer starts fresh afterwards.
@@ -107,7 +107,7 @@ def start_live(ctx: Context, state: RepairState, env_ids: torch.Tensor, allowed:
     state.params[env_ids] = ctx.zoo_params[zoo_model]
     state.fact_tables[env_ids] = ctx.zoo_fact_tables[zoo_model]
     for family in FAMILIES:
-        train_ids = ctx.suite.split_ids[family]["train"]
+        train_ids = ctx.task_suite.split_ids[family]["train"]
         state.pool_ids[family][env_ids] = train_ids[state.rng.integers(env_ids, train_ids.numel(), (dyn.pool_size,))]
         state.corrupt[family][env_ids] = False
         state.keep[family][env_ids] = True
@@ -183,17 +183,18 @@ class InstanceBank:
         state.instance[env_ids] = instance_ids
 
 
-def bank_path(ctx: Context, config: BankConfig, split: str, zoo_hash: str, cache_dir: str | Path | None) -> Path:
+def bank_path(ctx: RepairContext, config: BankConfig, split: str, zoo_hash: str, cache_dir: str | Path | None) -> Path:
     return cache_root(cache_dir) / f"bank-{ctx.preset.name}-{_bank_hash(ctx, config, split, zoo_hash)}-{split}"
 
 
-def _bank_hash(ctx: Context, config: BankConfig, split: str, zoo_hash: str) -> str:
+def _bank_hash(ctx: RepairContext, config: BankConfig, split: str, zoo_hash: str) -> str:
     faults = [{k: v for k, v in dataclasses.asdict(f).items() if k != "inject"} for f in FAULTS]
     return config_hash({"format": BANK_FORMAT, "zoo": zoo_hash, "dynamics": dataclasses.asdict(ctx.dynamics),
                         "faults": faults, "bank": dataclasses.asdict(config), "split": split})
 
 
-def build_instances(ctx: Context, config: BankConfig, split: str, progress: bool = True) -> dict[str, torch.Tensor]:
+def build_instances(ctx: RepairContext, config: BankConfig, split: str,
+                    progress: bool = True) -> dict[str, torch.Tensor]:
     """Every instance of one split, injected ``config.build_batch`` at a time; tensors on the CPU.
 
     Instance ``k`` has fault type ``k mod n_faults``. A draw whose fault cost its worst family less than
@@ -244,7 +245,7 @@ def build_instances(ctx: Context, config: BankConfig, split: str, progress: bool
 _OPEN_BANKS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (path, device) -> InstanceBank
 
 
-def load_bank(ctx: Context, config: BankConfig, split: str, zoo_hash: str, cache_dir: str | Path | None = None,
+def load_bank(ctx: RepairContext, config: BankConfig, split: str, zoo_hash: str, cache_dir: str | Path | None = None,
               progress: bool = True) -> InstanceBank:
     """One split of the bank for ``ctx`` (its preset, zoo and dynamics): loaded when cached and valid, else built.
 
@@ -281,7 +282,7 @@ def load_bank(ctx: Context, config: BankConfig, split: str, zoo_hash: str, cache
     return bank
 
 
-def _drop_summary(ctx: Context, tensors: dict[str, torch.Tensor]) -> dict:
+def _drop_summary(ctx: RepairContext, tensors: dict[str, torch.Tensor]) -> dict:
     """Per fault type: how many instances, and the mean and least worst-family accuracy drop at reset."""
     healthy = validation_accuracy(ctx, ctx.zoo_params, ctx.zoo_fact_tables).cpu()[tensors["zoo_model"]]
     drop = (healthy - tensors["accuracy"]).max(1).values
