@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.repair_agents import t_interval
+from benchmarks.held_out_study import t_interval
 
 CURVE_INSTANCES = list(range(192, 256))  # test instances outside the leaderboard's evaluation sets 1-5
 CURVE_SEED_SET = 99  # their seeds: held_out_seeds(99, 64)

@@ -32,7 +32,7 @@ import matplotlib
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.repair_agents import t_interval
+from benchmarks.held_out_study import t_interval
 from llm_repair_gym.lm.metrics import evaluate
 from llm_repair_gym.lm.model import ParamLayout
 from llm_repair_gym.lm.presets import get_preset

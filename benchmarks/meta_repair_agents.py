@@ -9,7 +9,7 @@ time, one torch thread each) and is played greedily on evaluation set ``s``: hel
 tasks, the same episodes (task, fault, pool) for both initializations. No-op, random and the observation-only
 heuristic are played on the same episodes. Columns: the episode return and the final score (mean accuracy
 over families when the episode ends), each the mean over seeds with a 95% Student-t interval, and the mean
-episode length. Runs are cached under ``--out-dir/<init>/`` like the leaderboard's; writes
+episode length. Runs are cached under ``--out-dir/<init>/`` (:mod:`benchmarks.held_out_study`); writes
 ``meta-repair.{md,json,png}``.
 """
 
@@ -23,7 +23,7 @@ import matplotlib
 import numpy as np
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
-from benchmarks.repair_agents import baseline_summaries, t_interval, train_runs
+from benchmarks.held_out_study import baseline_summaries, t_interval, train_runs
 from llm_repair_gym.envs.meta_repair import INITS
 from llm_repair_gym.lm.tasks import FAMILIES
 from llm_repair_gym.meta.initialization import load_meta_init
