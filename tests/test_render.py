@@ -131,17 +131,23 @@ def test_explain_episode_writes_the_trace_the_env_gives(micro, tmp_path):
     env = gym.make_vec("LLMRepair-v0", num_envs=1, autoreset_mode="Disabled", **micro)
     _, info = env.reset(seed=[5])
     assert out["instance"] == info["instance"][0] and out["env_id"] == "LLMRepair-v0" and out["seed"] == 5
-    expected = [info]
+    expected, rewards = [info], []
     for name in actions:
-        expected.append(env.step(np.array([env.action_names.index(name)]))[4])
+        _, reward, _, _, info = env.step(np.array([env.action_names.index(name)]))
+        expected.append(info)
+        rewards.append(float(reward[0]))
     assert [s["action"] for s in out["steps"]] == [None, *actions]
     for step, info in zip(out["steps"], expected):
         assert step["accuracy"] == {f: float(info["accuracy"][f][0]) for f in FAMILIES}
         assert set(step["layer_features"]) == set(env.group_names)
         assert set(step["layer_features"]["block0"]) == {"log_grad_norm", "log_weight_rms"}
-    assert [s["cost"] for s in out["steps"][1:]] == [float(i["cost"][0]) for i in expected[1:]]
-    assert out["return"] == pytest.approx(sum(s["reward"] for s in out["steps"]))
-    assert out["steps"][-1]["cumulative_cost"] == pytest.approx(sum(s["cost"] for s in out["steps"]))
+    costs = [float(i["cost"][0]) for i in expected[1:]]
+    # rewards, return and costs against the fresh env's own (the trace's return is also the sum of the trace's
+    # rewards, so comparing those two checks nothing)
+    assert [s["cost"] for s in out["steps"][1:]] == costs
+    assert [s["reward"] for s in out["steps"]] == [0.0, *rewards] and any(r != 0 for r in rewards)
+    assert out["return"] == pytest.approx(sum(rewards), abs=1e-12)
+    assert [s["cumulative_cost"] for s in out["steps"]] == pytest.approx(np.cumsum([0.0, *costs]), abs=1e-12)
     assert out["terminated"]
 
 
