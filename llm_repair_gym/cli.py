@@ -6,6 +6,7 @@ Commands
 ``run``          train or load agents and play them on a suite split; one results line per episode.
 ``train``        train one registered agent with its own command line (``llm-repair-gym train dqn --help``).
 ``leaderboard``  rank the agents of results files (rliable statistics); Markdown, JSON, HTML and plots.
+``suite``        show a frozen evaluation suite (``show NAME``), or freeze one anew (``freeze NAME``, maintainers).
 ``verify``       replay every episode of a results file and refuse it if anything differs.
 ``explain``      replay one episode of a results file step by step: a JSON trace and a figure.
 """
@@ -52,6 +53,15 @@ def _train(args: argparse.Namespace) -> int:
     if spec.kind != "trained":
         raise ValueError(f"{args.agent} is a {spec.kind} agent: only trained agents train")
     spec.train([*spec.script[1:], *args.arguments])
+    return 0
+
+
+def _suite(args: argparse.Namespace) -> int:
+    from llm_repair_gym.envs.suites import freeze_suite, load_suite
+
+    if args.action == "freeze":
+        print(f"wrote {freeze_suite(args.name)}")
+    print(load_suite(args.name).summary())
     return 0
 
 
@@ -144,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out-dir", type=Path, default=Path("results/leaderboard"))
     board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     board.set_defaults(run=_leaderboard)
+
+    suite = commands.add_parser("suite", help="show (or freeze) an evaluation suite")
+    suite.add_argument("action", choices=("show", "freeze"))
+    suite.add_argument("name", choices=suite_names())
+    suite.set_defaults(run=_suite)
 
     verify = commands.add_parser("verify", help="replay a results file and refuse it if anything differs")
     verify.add_argument("results", nargs="+", type=Path, help="results files or folders of them")

@@ -94,3 +94,14 @@ def test_an_agent_registered_only_by_an_installed_outside_package_plays_through_
     unknown = subprocess.run([*cli, "run", "--agents", "train_once", "--limit", "1"], capture_output=True, text=True,
                              cwd=tmp_path)  # without the outside package on the path, the name is unknown
     assert unknown.returncode != 0 and "train_once" in unknown.stderr
+
+
+def test_the_cli_shows_suites_and_trains_only_trained_agents(capsys):
+    from llm_repair_gym.cli import main
+    from llm_repair_gym.envs.suites import load_suite
+
+    assert main(["suite", "show", "LLMRepair-Suite-v0"]) == 0
+    assert f"hash {load_suite('LLMRepair-Suite-v0').content_hash[:16]}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:  # argparse refuses a reference agent before anything runs
+        main(["train", "noop"])
+    assert refused.value.code == 2 and "invalid choice: 'noop'" in capsys.readouterr().err

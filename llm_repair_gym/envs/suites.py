@@ -15,13 +15,12 @@ made with ``suite=`` refuses an instance bank whose instances differ from the on
 config, or a machine whose floating point built other instances). Changing a suite means a new version.
 
 Maintainers freeze a suite from its spec (:data:`SUITE_SPECS`) with
-``python -m llm_repair_gym.envs.suites freeze LLMRepair-Suite-v0``; ``python -m llm_repair_gym.envs.suites show NAME``
+``llm-repair-gym suite freeze LLMRepair-Suite-v0``; ``llm-repair-gym suite show NAME``
 prints what a suite holds.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import hashlib
 import json
@@ -253,18 +252,3 @@ def _cut(spec: dict, split: str) -> list[SuiteEntry]:
         return bank_entries(env, split, spec["held_out"])
     finally:
         env.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Freeze or show an evaluation suite.")
-    parser.add_argument("command", choices=("freeze", "show"))
-    parser.add_argument("name", choices=suite_names())
-    args = parser.parse_args(argv)
-    if args.command == "freeze":
-        print(f"wrote {freeze_suite(args.name)}")
-    print(load_suite(args.name).summary())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
