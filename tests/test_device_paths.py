@@ -146,4 +146,4 @@ def test_compiled_model_work_matches_eager(micro):
     for env in (eager, fast):
         env.reset(seed=12)
     for a in _mixed_actions(eager, 4, seed=5):
-        np.testing.assert_allclose(fast.step(a)[0], eager.step(a)[0], atol=1e-5)
+        np.testing.assert_allclose(fast.step(a)[0], eager.step(a)[0], atol=1e-4)
