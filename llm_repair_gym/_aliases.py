@@ -1,8 +1,11 @@
 """The import paths of 0.7.0's flat layout, kept working until 0.8 with a ``DeprecationWarning``.
 
 ``import llm_repair_gym.zoo`` (and ``from llm_repair_gym.zoo import load_zoo``, ``from llm_repair_gym import zoo``)
-gives the module at its new place, :mod:`llm_repair_gym.lm.zoo`: the same module object, so state and classes
-are shared and ``isinstance`` checks hold across the old and new names.
+gives a stand-in module whose names are those of the module at its new place, :mod:`llm_repair_gym.lm.zoo`
+(the same objects, so classes are shared and ``isinstance`` checks hold across the old and new names), plus
+the names that moved on to a third module in the same change (:data:`MOVED_NAMES`: ``llm_repair_gym.model``
+still has ``export_hf``, now in :mod:`llm_repair_gym.lm.hf`). Assigning to the stand-in does not patch the
+real module: patch the new path.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import sys
+import types
 import warnings
 
 REMOVED_IN = "0.8"
@@ -32,9 +36,45 @@ MOVED = {
 }
 """Old module (under ``llm_repair_gym.``) -> its new place (under ``llm_repair_gym.``)."""
 
+MOVED_NAMES = {
+    "model": {name: "lm.hf" for name in ("hf_config", "to_hf", "config_from_hf", "from_hf", "export_hf")},
+    "dynamics": {"Context": "repair.dynamics:RepairContext"},
+    "evaluation": {"HELD_OUT_BASE": "envs.suites"},
+    "runner": {"AgentSpec": "rl.agent_spec", "agents_for": "bench.registry",
+               "AGENTS": "bench.registry:registered_agents()"},
+    "leaderboard": {"THRESHOLDS": "bench.plots", "agent_colors": "bench.plots", "METRICS": "bench.scores",
+                    "RUN_MEAN": "bench.scores", "COLUMNS": "bench.scores", "entry_bounds": "bench.scores",
+                    "run_mean_interval": "bench.scores", "MIN_GAP": "bench.scores"},
+}
+"""Old module -> {name: where it lives now}: ``"room.module"`` (same name), ``"room.module:new_name"``, or
+``"room.module:function()"`` for a table that is now computed (the runner's agents come from entry points).
+Gone without a stand-in: ``dynamics.is_nonfinite`` (it had no caller) and ``suites.main`` (now
+``llm-repair-gym suite``)."""
+
+
+class _OldModule(types.ModuleType):
+    """A 0.7.0 module path: the names of the module at its new place, and of :data:`MOVED_NAMES`."""
+
+    def __init__(self, name: str, target: str) -> None:
+        super().__init__(name, f"Moved to {target} (this path stops working in {REMOVED_IN}).")
+        self._target = target
+        self._moved = MOVED_NAMES.get(name.rpartition(".")[2], {})
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        if attr in self._moved:
+            where, _, new_name = self._moved[attr].partition(":")
+            value = getattr(importlib.import_module(f"llm_repair_gym.{where}"), new_name.rstrip("()") or attr)
+            return value() if new_name.endswith("()") else value
+        return getattr(importlib.import_module(self._target), attr)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*dir(importlib.import_module(self._target)), *self._moved})
+
 
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds ``llm_repair_gym.<old>`` and loads it as the module at its new place."""
+    """Finds ``llm_repair_gym.<old>`` and loads it as an :class:`_OldModule` onto the module at its new place."""
 
     def find_spec(self, fullname, path=None, target=None):
         package, _, leaf = fullname.rpartition(".")
@@ -46,13 +86,11 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         target = f"llm_repair_gym.{MOVED[spec.name.rpartition('.')[2]]}"
         warnings.warn(f"{spec.name} moved to {target}; the old path stops working in {REMOVED_IN}",
                       DeprecationWarning, stacklevel=_caller_level())
-        module = importlib.import_module(target)
-        spec.loader_state = module.__spec__
-        return module
+        importlib.import_module(target)
+        return _OldModule(spec.name, target)
 
     def exec_module(self, module) -> None:
-        """Nothing to run; the import system has just set the module's ``__spec__`` to the alias's: restore it."""
-        module.__spec__ = module.__spec__.loader_state
+        """Nothing to run: the stand-in looks its names up when they are read."""
 
 
 def _caller_level() -> int:

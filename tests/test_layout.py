@@ -49,13 +49,40 @@ def test_old_flat_paths_import_the_moved_module_with_a_deprecation_warning():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             module = importlib.import_module(f"llm_repair_gym.{old}")
-        assert module is importlib.import_module(f"llm_repair_gym.{new}")
-        assert module.__spec__.name == f"llm_repair_gym.{new}"  # the alias leaves the real module's spec alone
+        real = importlib.import_module(f"llm_repair_gym.{new}")
+        public = [n for n in vars(real) if not n.startswith("_")]
+        assert public and all(getattr(module, n) is getattr(real, n) for n in public)  # the same objects
+        assert set(public) <= set(dir(module))
         messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
         assert messages == [f"llm_repair_gym.{old} moved to llm_repair_gym.{new}; the old path stops working in 0.8"]
         assert caught[0].filename == __file__  # the warning points at the importer, not at importlib
+        with pytest.raises(AttributeError):
+            module.no_such_name  # noqa: B018
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("llm_repair_gym.no_such_module")
+
+
+def test_names_that_moved_to_a_third_module_still_import_from_their_old_path():
+    from llm_repair_gym.bench.registry import registered_agents
+    from llm_repair_gym.lm import hf
+    from llm_repair_gym.repair.dynamics import RepairContext
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from llm_repair_gym.dynamics import Context
+        from llm_repair_gym.leaderboard import agent_colors, entry_bounds, run_mean_interval
+        from llm_repair_gym.model import export_hf, from_hf, to_hf
+        from llm_repair_gym.runner import AGENTS
+
+    assert (export_hf, from_hf, to_hf) == (hf.export_hf, hf.from_hf, hf.to_hf) and Context is RepairContext
+    assert agent_colors.__module__ == "llm_repair_gym.bench.plots"
+    assert {entry_bounds.__module__, run_mean_interval.__module__} == {"llm_repair_gym.bench.scores"}
+    assert registered_agents() == AGENTS
+    for old, names in _aliases.MOVED_NAMES.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = importlib.import_module(f"llm_repair_gym.{old}")
+        assert all(getattr(module, name) is not None for name in names), old
 
 
 def test_the_public_api_names_what_the_readme_uses():
