@@ -103,9 +103,10 @@ def test_no_module_of_the_package_is_over_500_lines():
 
 
 def test_an_agent_registered_only_by_an_installed_outside_package_plays_through_the_runner(tiny_zoo, tmp_path):
-    site = tmp_path / "site"
+    site, source = tmp_path / "site", tmp_path / "outside_agent"  # built from a copy: the build leaves files
+    shutil.copytree(ROOT / "tests" / "outside_agent", source)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(site), str(ROOT / "tests" / "outside_agent")], check=True, cwd=tmp_path)
+                    str(site), str(source)], check=True, cwd=tmp_path)
     env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "results"
     cli = [sys.executable, "-m", "llm_repair_gym.cli"]
