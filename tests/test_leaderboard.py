@@ -12,6 +12,7 @@ import pytest
 import scipy.stats
 from rliable import metrics
 
+from llm_repair_gym.bench import verify as verify_module
 from llm_repair_gym.bench.leaderboard import write_leaderboard
 from llm_repair_gym.bench.plots import agent_colors
 from llm_repair_gym.bench.registry import registered_agents
@@ -103,6 +104,20 @@ def test_runner_writes_one_complete_line_per_episode_and_resumes(results):
     assert not todo and len(done) == 4
     again = Path(run_job(done[0]))  # a job is deterministic: the same bytes again
     assert again.read_bytes() == (results / "episodes" / "heuristic" / "seed1.jsonl").read_bytes()
+
+
+def test_verify_replays_each_job_in_its_own_env_as_the_runner_played_it(results, monkeypatch):
+    """The env batches the model work of envs that take the same action, and rounding can depend on the batch:
+    an honest file must replay with the neighbours it was played with, whatever else is verified with it."""
+    played = []
+
+    def replay(suite, split, env_kwargs, records, num_envs, progress):
+        played.append(sorted({(r["agent"], r["seed"]) for r in records}))
+        return []
+
+    monkeypatch.setattr(verify_module, "_replay", replay)
+    assert verify_results([results / "episodes"], progress=False).ok
+    assert sorted(played) == [[(agent, seed)] for agent in ("heuristic", "noop", "oracle") for seed in (1, 2)]
 
 
 def test_verify_accepts_honest_results_and_names_every_forged_episode(results, tmp_path):

@@ -15,7 +15,11 @@ each failing episode, when
   count by more than :data:`FLOP_TOLERANCE` relative, or its crash flag differs.
 
 Replays run on one torch thread; the runner records its thread count, and returns agree to far below the
-tolerance across thread counts (``benchmarks/thread_reproducibility.py``).
+tolerance across thread counts (``benchmarks/thread_reproducibility.py``). Each job's episodes (one agent
+configuration, one run) are replayed together in their own env, as the runner played them: the env batches
+the model work of the envs that take the same action, float rounding can depend on that batch, and a
+repair's training steps can grow a rounding difference into a different answer on a validation example
+(replaying the meta board's ten agents in one env moved three of sb3_qrdqn's episodes by 0.01-0.07).
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ def verify_results(paths: list[str | Path], num_envs: int = 8, progress: bool = 
     records = read_many(paths)
     report = VerifyReport(episodes=len(records))
     seen: set[tuple] = set()
-    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         name = _name(r)
         problems = []
@@ -105,9 +109,11 @@ def verify_results(paths: list[str | Path], num_envs: int = 8, progress: bool = 
         seen.add(key)
         report.failures += [f"{name}: {p}" for p in problems]
         if not problems:
-            # the env settings come from the runner's agent table, never from the file
-            groups[(r["suite"], r["split"], json.dumps(agent_env_kwargs(r["agent"]), sort_keys=True))].append(r)
-    for (suite_name, split, env_kwargs), group in groups.items():
+            # one env per job (agent configuration and run), as the runner played it; the env settings come from
+            # the agent's registered spec, never from the file
+            groups[(r["suite"], r["split"], json.dumps(agent_env_kwargs(r["agent"]), sort_keys=True), r["agent"],
+                    r["config_hash"], r["seed"])].append(r)
+    for (suite_name, split, env_kwargs, *_), group in groups.items():
         report.failures += _replay(load_suite(suite_name), split, json.loads(env_kwargs), group, num_envs, progress)
     return report
 
