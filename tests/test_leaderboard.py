@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -104,6 +105,24 @@ def test_runner_writes_one_complete_line_per_episode_and_resumes(results):
     assert not todo and len(done) == 4
     again = Path(run_job(done[0]))  # a job is deterministic: the same bytes again
     assert again.read_bytes() == (results / "episodes" / "heuristic" / "seed1.jsonl").read_bytes()
+
+
+def test_a_trained_agent_gets_its_recipe_flags_once(tmp_path, monkeypatch):
+    """The runner hands `llm-repair-gym train` the flags after the recipe; the command adds the recipe."""
+    from llm_repair_gym.bench import runner
+    from llm_repair_gym.cli import build_parser
+
+    calls = []
+    monkeypatch.setattr(runner.subprocess, "run",
+                        lambda argv, **kw: calls.append(argv) or SimpleNamespace(returncode=0))
+    job = runner.Job("sb3_ppo", 1, SUITE, "test", str(tmp_path))
+    runner._train(job, suites.load_suite(SUITE))
+    (argv,) = calls
+    args = build_parser().parse_args(argv[argv.index("train"):])
+    spec = registered_agents()["sb3_ppo"]
+    trained_with = [*spec.script[1:], *args.arguments]
+    assert trained_with.count("--algo") == 1 and trained_with[:2] == ["--algo", "ppo"]
+    assert trained_with[trained_with.index("--out-dir") + 1] == str(job.train_dir)
 
 
 def test_verify_replays_each_job_in_its_own_env_as_the_runner_played_it(results, monkeypatch):

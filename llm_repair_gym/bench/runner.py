@@ -154,9 +154,9 @@ def _train(job: Job, suite) -> None:
     job.train_dir.mkdir(parents=True, exist_ok=True)
     log = job.train_dir / "train.log"
     with log.open("w") as handle:
-        done = subprocess.run([sys.executable, "-m", "llm_repair_gym.cli", "train", job.agent, *arguments[1:],
-                               "--out-dir", str(job.train_dir)], stdout=handle, stderr=subprocess.STDOUT,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        done = subprocess.run([sys.executable, "-m", "llm_repair_gym.cli", "train", job.agent,  # adds the recipe
+                               *arguments[len(spec.script):], "--out-dir", str(job.train_dir)], stdout=handle,
+                              stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode != 0:
         raise RuntimeError(f"training {job.agent} seed {job.seed} failed (exit {done.returncode}); see {log}")
     record.write_text(json.dumps(arguments) + "\n")
