@@ -31,8 +31,8 @@ from typing import Any
 AGENT_GROUP = "llm_repair_gym.agents"
 """The entry-point group the runner reads agents from."""
 KINDS = ("reference", "trained", "checkpoint")
-REQUIRED = {"reference": ("policy",), "trained": ("train", "load", "script"), "checkpoint": ("load", "checkpoint",
-                                                                                             "root")}
+REQUIRED = {"reference": ("policy",), "trained": ("train", "load", "script"),
+            "checkpoint": ("load", "checkpoint", "root")}
 """The fields each kind must set."""
 
 
