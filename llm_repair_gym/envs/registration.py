@@ -2,7 +2,8 @@
 
 from gymnasium.envs.registration import register, registry
 
-ENVS = {"LLMRepair-v0": "repair:LLMRepair", "LLMMetaRepair-v0": "meta_repair:LLMMetaRepair"}
+ENVS = {"LLMRepair-v0": "repair:LLMRepair", "LLMMetaRepair-v0": "meta_repair:LLMMetaRepair",
+        "LLMRepair-v1": "repair_v1:LLMRepairV1"}
 """Registered id -> ``<module in llm_repair_gym.envs>:<class prefix>`` of its single (``Env``) and vector
 (``VectorEnv``) implementations."""
 

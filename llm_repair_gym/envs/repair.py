@@ -84,36 +84,12 @@ class LLMRepairVectorEnv(VectorEnv):
                  num_threads: int | None = None, render_mode: str | None = None, suite: str | None = None) -> None:
         autoreset_mode = check_settings(num_envs, max_episode_steps, cost_weight, crash_penalty, cost_limit,
                                         autoreset_mode, instances, output, chunk_envs, render_mode)
-        self.preset = get_preset(preset)
-        self.device = check_device(device)
-        if self.device.type == "cpu":
-            keep_freed_memory()
-        self.precision = precision
-        self._precision = precision_context(precision, self.device)  # validates precision against the device
         self.allowed_faults = fault_indices(faults)
-        configure_threads(num_threads)  # the arguments are checked: now the process-wide setting
+        self._setup(num_envs, preset, device, precision, num_threads, max_episode_steps, cost_weight, crash_penalty,
+                    cost_limit, autoreset_mode, instances, output, render_mode, dynamics, zoo_seed, cache_dir,
+                    progress, chunk_envs, compile)
         self.fault_ids = torch.tensor(self.allowed_faults, device=self.device)
-        self.num_envs = num_envs
-        self.max_episode_steps = max_episode_steps
-        self.cost_weight, self.crash_penalty, self.cost_limit = cost_weight, crash_penalty, cost_limit
-        self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
-        self.autoreset_mode = autoreset_mode
-        self.instances, self.output = instances, output
-        self.render_mode = render_mode
-        self._traces: list[Trace | None] = [None] * num_envs  # recorded only with a render_mode
-
-        dyn = dynamics or DynamicsConfig()
-        zoo = load_zoo(self.preset, seed=zoo_seed, cache_dir=cache_dir, device=self.device, progress=progress)
-        task_suite = TaskSuite(self.preset.tasks, self.device)
-        eval_ids = {f: task_suite.split_ids[f]["val"][:dyn.eval_size] for f in FAMILIES}
-        if min(ids.numel() for ids in eval_ids.values()) < dyn.eval_size:
-            raise ValueError(f"eval_size {dyn.eval_size} exceeds a validation split")
-        trusted_ids = {f: task_suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
-        if min(ids.numel() for ids in trusted_ids.values()) < dyn.trusted_size:
-            raise ValueError(f"trusted_size {dyn.trusted_size} exceeds a training split")
-        self.ctx = RepairContext(self.preset, task_suite, zoo.flat, zoo.fact_tables, dyn, eval_ids, trusted_ids,
-                                 chunk_envs, bool(compile))
-        self._zoo_accuracy = validation_accuracy(self.ctx, zoo.flat, zoo.fact_tables)  # healthy, per zoo model
+        dyn = self.ctx.dynamics
         self.bank: InstanceBank | None = None
         if instances != "live":
             self.bank = load_bank(self.ctx, bank or BankConfig(), instances, zoo_hash(self.preset, zoo_seed),
@@ -135,18 +111,7 @@ class LLMRepairVectorEnv(VectorEnv):
         self._is_stop = np.array([a.kind == "stop" for a in self.actions])
         self.flops_ref = self.actions[0].flops  # train_all
 
-        low = np.array([f.low for f in self.features], dtype=np.float32)
-        high = np.array([f.high for f in self.features], dtype=np.float32)
-        self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
-        self.single_action_space = spaces.Discrete(len(self.actions))
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.state = blank_state(self.ctx, num_envs)
-        self._all = torch.arange(num_envs, device=self.device)
-        self._started = False
-        self._obs = torch.zeros(num_envs, len(self.features), device=self.device)  # every env's current obs
-        self._steps = np.zeros(num_envs, dtype=np.int64)  # host mirror of state.steps: episode ends need no sync
-        self._needs_reset = np.ones(num_envs, dtype=bool)
+        self._setup_spaces(blank_state(self.ctx, num_envs))
         self._identity = {"env_id": ENV_ID, "format": STATE_FORMAT, "version": __version__, "num_envs": num_envs,
                           "config": json_config(
                               preset=dataclasses.asdict(self.preset), zoo_seed=zoo_seed,
@@ -156,6 +121,57 @@ class LLMRepairVectorEnv(VectorEnv):
                               crash_penalty=crash_penalty, cost_limit=cost_limit,
                               max_episode_steps=max_episode_steps, precision=precision, suite=suite,
                               autoreset_mode=autoreset_mode.value)}
+
+    def _setup(self, num_envs: int, preset: str | Preset, device: str | torch.device, precision: str,
+               num_threads: int | None, max_episode_steps: int, cost_weight: float, crash_penalty: float,
+               cost_limit: float | None, autoreset_mode: AutoresetMode, instances: str, output: str,
+               render_mode: str | None, dynamics: DynamicsConfig | None, zoo_seed: int, cache_dir: str | None,
+               progress: bool, chunk_envs: int, compile: bool) -> None:
+        """What every env built on this class shares: settings, device, zoo, tasks and the context."""
+        self.preset = get_preset(preset)
+        self.device = check_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        self.precision = precision
+        self._precision = precision_context(precision, self.device)  # validates precision against the device
+        configure_threads(num_threads)  # the arguments are checked: now the process-wide setting
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        self.cost_weight, self.crash_penalty, self.cost_limit = cost_weight, crash_penalty, cost_limit
+        self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
+        self.autoreset_mode = autoreset_mode
+        self.instances, self.output = instances, output
+        self.render_mode = render_mode
+        self._traces: list[Trace | None] = [None] * num_envs  # recorded only with a render_mode
+
+        dyn = dynamics or DynamicsConfig()
+        zoo = load_zoo(self.preset, seed=zoo_seed, cache_dir=cache_dir, device=self.device, progress=progress)
+        task_suite = TaskSuite(self.preset.tasks, self.device)
+        eval_ids = {f: task_suite.split_ids[f]["val"][:dyn.eval_size] for f in FAMILIES}
+        if min(ids.numel() for ids in eval_ids.values()) < dyn.eval_size:
+            raise ValueError(f"eval_size {dyn.eval_size} exceeds a validation split")
+        trusted_ids = {f: task_suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
+        if min(ids.numel() for ids in trusted_ids.values()) < dyn.trusted_size:
+            raise ValueError(f"trusted_size {dyn.trusted_size} exceeds a training split")
+        self.ctx = RepairContext(self.preset, task_suite, zoo.flat, zoo.fact_tables, dyn, eval_ids, trusted_ids,
+                                 chunk_envs, bool(compile))
+        self._zoo_accuracy = validation_accuracy(self.ctx, zoo.flat, zoo.fact_tables)  # healthy, per zoo model
+
+    def _setup_spaces(self, state) -> None:
+        """Spaces from the feature and action tables, the batched ``state`` and the host bookkeeping."""
+        num_envs = self.num_envs
+        low = np.array([f.low for f in self.features], dtype=np.float32)
+        high = np.array([f.high for f in self.features], dtype=np.float32)
+        self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.single_action_space = spaces.Discrete(len(self.actions))
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.state = state
+        self._all = torch.arange(num_envs, device=self.device)
+        self._started = False
+        self._obs = torch.zeros(num_envs, len(self.features), device=self.device)  # every env's current obs
+        self._steps = np.zeros(num_envs, dtype=np.int64)  # host mirror of state.steps: episode ends need no sync
+        self._needs_reset = np.ones(num_envs, dtype=bool)
 
     def _suite_bank(self, name: str) -> InstanceBank:
         """The bank with draws limited to suite ``name``'s instances of this env's split, after checking that
@@ -322,12 +338,9 @@ class LLMRepairVectorEnv(VectorEnv):
             self._apply(a)
             self._steps += 1
             obs, reward, flops, cost = self._advance(act)
-
-            terminated = self._is_stop[a].copy()
-            if self.cost_limit is not None:  # the one episode end that depends on device values
-                terminated |= (s.episode_cost > self.cost_limit).cpu().numpy()
-            truncated = (self._steps >= self.max_episode_steps) & ~terminated
+            terminated, truncated = self._episode_ends(a)
             done = terminated | truncated
+            reward = self._end_episodes(reward, done)
             info = self.info_columns(act, flops, cost)
             final = None
             if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
@@ -366,6 +379,19 @@ class LLMRepairVectorEnv(VectorEnv):
         obs = self._observe(m, s.accuracy)
         s.accuracy, s.crashed = m.val_accuracy, m.crashed
         return obs, reward, flops, cost
+
+    def _episode_ends(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(terminated, truncated)`` on the host after the actions ``a``: ``stop``, the cost limit (the one
+        end that reads device values), the step limit."""
+        terminated = self._is_stop[a].copy()
+        if self.cost_limit is not None:
+            terminated |= (self.state.episode_cost > self.cost_limit).cpu().numpy()
+        truncated = (self._steps >= self.max_episode_steps) & ~terminated
+        return terminated, truncated
+
+    def _end_episodes(self, reward: torch.Tensor, done: np.ndarray) -> torch.Tensor:
+        """The step's reward with what ending the ``done`` episodes adds (v0: nothing). Extension point."""
+        return reward
 
     def _emit(self, obs, reward, terminated, truncated, info, final, done) -> tuple:
         """The step's results, as device tensors (``output="torch"``) or from one transfer to the host."""

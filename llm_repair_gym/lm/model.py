@@ -218,8 +218,13 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
     return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
 
-def forward(params: Params, config: ModelConfig, tokens: torch.Tensor) -> torch.Tensor:
-    """Logits ``[N, B, T, V]`` of every model on its own token batch ``tokens [N, B, T]``."""
+def forward(params: Params, config: ModelConfig, tokens: torch.Tensor,
+            taps: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Logits ``[N, B, T, V]`` of every model on its own token batch ``tokens [N, B, T]``.
+
+    ``taps``, when given, receives each block's inner activations (for probes): ``"{l}.ln_1"`` the attention
+    input ``[N, B*T, D]``, ``"{l}.q"`` / ``"{l}.k"`` queries and keys ``[N*B, H, T, D/H]`` and ``"{l}.mlp"`` the
+    MLP's GELU outputs ``[N, B*T, 4D]``. The logits are the same with or without it."""
     n, b, t = tokens.shape
     if t > config.n_ctx:
         raise ValueError(f"sequence length {t} exceeds the model's context n_ctx={config.n_ctx}")
@@ -237,10 +242,14 @@ def forward(params: Params, config: ModelConfig, tokens: torch.Tensor) -> torch.
         qkv = _linear(a, params[p + "attn.c_attn.weight"], params[p + "attn.c_attn.bias"])
         q, k, v = qkv.view(n * b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)  # each [N*B, H, T, hd]
         att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if taps is not None:
+            taps[f"{layer}.ln_1"], taps[f"{layer}.q"], taps[f"{layer}.k"] = a, q, k
         att = att.transpose(1, 2).reshape(n, b * t, d)
         x = x + _linear(att, params[p + "attn.c_proj.weight"], params[p + "attn.c_proj.bias"])
         m = _layer_norm(x, params[p + "ln_2.weight"], params[p + "ln_2.bias"], eps)
         m = F.gelu(_linear(m, params[p + "mlp.c_fc.weight"], params[p + "mlp.c_fc.bias"]), approximate="tanh")
+        if taps is not None:
+            taps[f"{layer}.mlp"] = m
         x = x + _linear(m, params[p + "mlp.c_proj.weight"], params[p + "mlp.c_proj.bias"])
     x = _layer_norm(x, params["ln_f.weight"], params["ln_f.bias"], eps)
     logits = torch.bmm(x, wte.transpose(1, 2))  # tied output embedding

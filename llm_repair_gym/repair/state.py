@@ -90,4 +90,27 @@ class RepairState:
                 return rng
             return value
 
-        return RepairState(**{f.name: copy(getattr(self, f.name)) for f in dataclasses.fields(self)})
+        return type(self)(**{f.name: copy(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+
+@dataclass
+class RepairStateV1(RepairState):
+    """LLMRepair-v1's batched state: v0's, plus compound faults, hidden settings, the episode's prices, the
+    agent's checkpoint and the probe slots. ``snapshot`` holds the checkpoint the agent took (if any).
+    K fault types, Q probe values, R probes."""
+
+    faults: torch.Tensor  # [N, K] bool: which v1 faults the instance holds
+    fault_targets: torch.Tensor  # [N, K] long: block or family of each, -1 when none
+    fault_severities: torch.Tensor  # [N, K]
+    noise_rate: torch.Tensor  # [N, F]: fraction of wrong answers in each family's data source (label_noise)
+    lr_scale: torch.Tensor  # [N]: effective lr / configured lr (hidden_lr; 1 when healthy)
+    price: torch.Tensor  # [N]: this episode's compute price (reward per train_all of compute)
+    budget: torch.Tensor  # [N] long: this episode's step budget
+    has_checkpoint: torch.Tensor  # [N] bool: the agent took a checkpoint (``snapshot``) this episode
+    probe_values: torch.Tensor  # [N, Q]: the last result of every probe (0 where never measured)
+    probe_step: torch.Tensor  # [N, R] long: the step each probe last ran at, -1 when not this episode
+    test_start: torch.Tensor  # [N, F]: test-split accuracy at reset
+    test_accuracy: torch.Tensor  # [N, F]: test-split accuracy at the last test measurement (reset, episode end)
+    val_start: torch.Tensor  # [N]: mean validation accuracy measured at reset
+    crashes: torch.Tensor  # [N] long: times the model newly diverged this episode
+    objective: torch.Tensor  # [N]: the episode's objective, set when it ends
