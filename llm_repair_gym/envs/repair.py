@@ -38,7 +38,8 @@ from llm_repair_gym.envs.host_io import (
 from llm_repair_gym.envs.manual import build_manual
 from llm_repair_gym.envs.single import SingleEnv
 from llm_repair_gym.envs.snapshot import STATE_FORMAT, EnvState, json_config
-from llm_repair_gym.envs.trace import RENDERERS, Trace, TraceStep
+from llm_repair_gym.envs.suites import suite_bank
+from llm_repair_gym.envs.trace import RENDERERS, Trace, record_steps
 from llm_repair_gym.envs.types import VectorResetReturn, VectorStepReturn
 from llm_repair_gym.envs.vector_info import with_masks
 from llm_repair_gym.lm import optim
@@ -50,7 +51,7 @@ from llm_repair_gym.repair.actions import Action, build_actions
 from llm_repair_gym.repair.dynamics import (
     DynamicsConfig,
     Measurement,
-    RepairContext,
+    build_context,
     lr_of_level,
     measure,
     reset_optimizer,
@@ -95,7 +96,7 @@ class LLMRepairVectorEnv(VectorEnv):
             self.bank = load_bank(self.ctx, bank or BankConfig(), instances, zoo_hash(self.preset, zoo_seed),
                                   cache_dir, progress)
             if suite is not None:
-                self.bank = self._suite_bank(suite)
+                self.bank = suite_bank(self, suite)
             self.bank.check_faults(self.allowed_faults)
         elif suite is not None:
             raise ValueError("suite= draws from an instance bank: make the env with instances='train' or 'test'")
@@ -144,17 +145,9 @@ class LLMRepairVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self._traces: list[Trace | None] = [None] * num_envs  # recorded only with a render_mode
 
-        dyn = dynamics or DynamicsConfig()
         zoo = load_zoo(self.preset, seed=zoo_seed, cache_dir=cache_dir, device=self.device, progress=progress)
-        task_suite = TaskSuite(self.preset.tasks, self.device)
-        eval_ids = {f: task_suite.split_ids[f]["val"][:dyn.eval_size] for f in FAMILIES}
-        if min(ids.numel() for ids in eval_ids.values()) < dyn.eval_size:
-            raise ValueError(f"eval_size {dyn.eval_size} exceeds a validation split")
-        trusted_ids = {f: task_suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
-        if min(ids.numel() for ids in trusted_ids.values()) < dyn.trusted_size:
-            raise ValueError(f"trusted_size {dyn.trusted_size} exceeds a training split")
-        self.ctx = RepairContext(self.preset, task_suite, zoo.flat, zoo.fact_tables, dyn, eval_ids, trusted_ids,
-                                 chunk_envs, bool(compile))
+        self.ctx = build_context(self.preset, TaskSuite(self.preset.tasks, self.device), zoo.flat, zoo.fact_tables,
+                                 dynamics or DynamicsConfig(), chunk_envs, bool(compile))
         self._zoo_accuracy = validation_accuracy(self.ctx, zoo.flat, zoo.fact_tables)  # healthy, per zoo model
 
     def _setup_spaces(self, state) -> None:
@@ -172,18 +165,6 @@ class LLMRepairVectorEnv(VectorEnv):
         self._obs = torch.zeros(num_envs, len(self.features), device=self.device)  # every env's current obs
         self._steps = np.zeros(num_envs, dtype=np.int64)  # host mirror of state.steps: episode ends need no sync
         self._needs_reset = np.ones(num_envs, dtype=bool)
-
-    def _suite_bank(self, name: str) -> InstanceBank:
-        """The bank with draws limited to suite ``name``'s instances of this env's split, after checking that
-        the suite is this env's and that the bank holds the instances the suite lists."""
-        from llm_repair_gym.envs.suites import check_bank, load_suite
-
-        suite = load_suite(name)
-        if suite.env_id != self.ENV_ID or suite.env_kwargs.get("preset", "tiny") != self.preset.name:
-            raise ValueError(f"suite {name} is for {suite.env_id} with {suite.env_kwargs}, not {self.ENV_ID} with "
-                             f"preset {self.preset.name!r}")
-        check_bank(suite, self.instances, self)
-        return self.bank.restricted(suite.instance_ids(self.instances))
 
     # --- state: save, restore, fork -------------------------------------------------------------------
 
@@ -454,15 +435,8 @@ class LLMRepairVectorEnv(VectorEnv):
         reward, cost = zero if reward is None else reward, zero if cost is None else cost
         host = torch.cat([self._obs.double(), s.accuracy.double(), reward.double()[:, None],
                           cost.double()[:, None], s.instance.double()[:, None]], 1).cpu().numpy()
-        n = len(self.feature_names)
-        for i in np.flatnonzero(fresh if actions is None else np.ones_like(fresh)):
-            row = host[i]
-            if fresh[i]:  # an autoreset env's reward and cost are its last episode's: the start has none
-                self._traces[i] = Trace(int(row[-1]), self.max_episode_steps, origin)
-            action, reward, cost = (None, 0.0, 0.0) if fresh[i] else \
-                (self.action_names[actions[i]], float(row[-3]), float(row[-2]))
-            self._traces[i].steps.append(TraceStep(action, dict(zip(FAMILIES, row[n:n + len(FAMILIES)].tolist())),
-                                                   cost, reward, dict(zip(self.feature_names, row[:n].tolist()))))
+        record_steps(self._traces, host, fresh, actions, self.action_names, self.feature_names,
+                     self.max_episode_steps, origin)
 
     # --- observation and info ------------------------------------------------------------------------
 

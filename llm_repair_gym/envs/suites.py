@@ -197,6 +197,17 @@ def bank_entries(env, split: str, held_out: dict) -> list[SuiteEntry]:
     return entries
 
 
+def suite_bank(env, name: str):
+    """``env``'s bank with draws limited to suite ``name``'s instances of the env's split, after checking that
+    the suite is the env's and that the bank holds the instances the suite lists."""
+    suite = load_suite(name)
+    if suite.env_id != env.ENV_ID or suite.env_kwargs.get("preset", "tiny") != env.preset.name:
+        raise ValueError(f"suite {name} is for {suite.env_id} with {suite.env_kwargs}, not {env.ENV_ID} with "
+                         f"preset {env.preset.name!r}")
+    check_bank(suite, env.instances, env)
+    return env.bank.restricted(suite.instance_ids(env.instances))
+
+
 def check_bank(suite: Suite, split: str, env) -> None:
     """Refuse ``env``'s bank when an instance of ``split`` differs from the suite's entry for it."""
     bank = env.bank

@@ -147,3 +147,19 @@ PANELS = {"accuracy": _accuracy_panel, "grad_norm": _grad_norm_panel, "cost": _c
 
 RENDERERS = {"ansi": Trace.ansi, "rgb_array": Trace.rgb_array}
 """Render mode -> the frame of a trace it returns (an env's ``metadata["render_modes"]``)."""
+
+
+def record_steps(traces: list[Trace | None], host: np.ndarray, fresh: np.ndarray, actions: np.ndarray | None,
+                 action_names: list[str], feature_names: list[str], max_steps: int, origin: str) -> None:
+    """Start a fresh trace (from ``origin``) for the envs in ``fresh`` and append the step of ``actions`` to the
+    others', from ``host [N, features + families + 3]``: each env's observation, per-family accuracy, reward,
+    cost and instance (one copy to the host)."""
+    n = len(feature_names)
+    for i in np.flatnonzero(fresh if actions is None else np.ones_like(fresh)):
+        row = host[i]
+        if fresh[i]:  # an autoreset env's reward and cost are its last episode's: the start has none
+            traces[i] = Trace(int(row[-1]), max_steps, origin)
+        action, reward, cost = (None, 0.0, 0.0) if fresh[i] else \
+            (action_names[actions[i]], float(row[-3]), float(row[-2]))
+        traces[i].steps.append(TraceStep(action, dict(zip(FAMILIES, row[n:n + len(FAMILIES)].tolist())),
+                                         cost, reward, dict(zip(feature_names, row[:n].tolist()))))

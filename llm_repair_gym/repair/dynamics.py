@@ -97,6 +97,20 @@ class Measurement:
     crashed: torch.Tensor  # [n] bool
 
 
+def build_context(preset: Preset, task_suite: TaskSuite, zoo_params: torch.Tensor, zoo_fact_tables: torch.Tensor,
+                  dyn: DynamicsConfig, chunk_envs: int = 256, compile: bool = False) -> RepairContext:
+    """The context of envs on a zoo: the first ``eval_size`` validation examples of each family are the fixed
+    validation set, the last ``trusted_size`` training examples the trusted set (refused when a split is short)."""
+    eval_ids = {f: task_suite.split_ids[f]["val"][:dyn.eval_size] for f in FAMILIES}
+    if min(ids.numel() for ids in eval_ids.values()) < dyn.eval_size:
+        raise ValueError(f"eval_size {dyn.eval_size} exceeds a validation split")
+    trusted_ids = {f: task_suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
+    if min(ids.numel() for ids in trusted_ids.values()) < dyn.trusted_size:
+        raise ValueError(f"trusted_size {dyn.trusted_size} exceeds a training split")
+    return RepairContext(preset, task_suite, zoo_params, zoo_fact_tables, dyn, eval_ids, trusted_ids, chunk_envs,
+                         compile)
+
+
 UNIFORM_MIX: tuple[float, ...] = tuple(1 / len(FAMILIES) for _ in FAMILIES)
 
 
