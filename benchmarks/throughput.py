@@ -3,6 +3,7 @@ machine's own matmul peak, and memory per env. One run prints a table and writes
 
     python -m benchmarks.throughput                       # the CPU run (about 6 minutes on 2 cores)
     python -m benchmarks.throughput --device cuda --precision bf16 --sizes 1 64 512 1024 4096
+    python -m benchmarks.throughput --env-id LLMRepair-v1 --sizes 64 --sync-sizes   # v1 beside v0's row
 
 Every configuration runs in a fresh subprocess (spawn), so its peak memory is its own and one run's
 threads or caches do not slow the next. Sections:
@@ -179,7 +180,8 @@ def model_flops_per_step(env_id: str) -> float:
     env = gym.make_vec(env_id, num_envs=1, progress=False)
     dyn, preset = env.ctx.dynamics, env.preset
     lengths, fwd = preset.tasks.family_lengths, forward_flops_per_token(preset)
-    measure = sum(((dyn.eval_size + dyn.spread_size) + 3 * dyn.grad_size) * lengths[f] * fwd for f in FAMILIES)
+    grad_size = 0 if hasattr(env.unwrapped, "probes") else dyn.grad_size  # v1's gradients are a paid probe
+    measure = sum(((dyn.eval_size + dyn.spread_size) + 3 * grad_size) * lengths[f] * fwd for f in FAMILIES)
     return env.actions[0].flops + measure
 
 
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     flops = model_flops_per_step(args.env_id)
     report = _report(rows, peak, flops, base)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"throughput-{args.device.replace(':', '')}-{args.precision}"
+    prefix = "" if args.env_id == "LLMRepair-v0" else f"{args.env_id}-"  # v0's files keep their names
+    stem = f"throughput-{prefix}{args.device.replace(':', '')}-{args.precision}"
     (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=1))
     (args.out_dir / f"{stem}.md").write_text(report["markdown"])
     _plot(report, args.out_dir / f"{stem}.png")
@@ -304,7 +307,7 @@ def _plot(report: dict, path: Path) -> None:
     ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("N (envs)")
     ax.set_ylabel("env-steps / s")
-    ax.set_title(f"LLMRepair-v0 throughput ({native[0]['device']}, {native[0]['precision']})")
+    ax.set_title(f"{native[0]['env_id']} throughput ({native[0]['device']}, {native[0]['precision']})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
