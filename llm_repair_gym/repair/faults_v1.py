@@ -264,10 +264,10 @@ FAULTS_V1: tuple[FaultV1, ...] = (
             "logic broken, high training loss", ("train_all",) * 6,
             "none", 1.2, 2.0, False, _inject_token_embed),
     FaultV1("hidden_lr", "optimizer", "the effective lr is 10^(severity/2) x the configured (normal-looking) one",
-            "everything slightly broken; training makes it worse", ("lr_down*", *("train_all",) * 4),
+            "every family broken, lr looks normal; training makes it worse", ("lr_down*", *("train_all",) * 4),
             "none", 1, 2, True, _inject_hidden_lr, inject_steps=1),
     FaultV1("adam_poison", "optimizer", "AdamW moments poisoned: each step moves every weight ~10^severity x lr",
-            "everything slightly broken; training makes it worse", ("reset_optimizer", *("train_all",) * 4),
+            "every family broken, lr looks normal; training makes it worse", ("reset_optimizer", *("train_all",) * 4),
             "none", 1.0, 1.5, False, _inject_adam_poison, inject_steps=3),
 )
 FAULT_NAMES_V1: tuple[str, ...] = tuple(f.name for f in FAULTS_V1)

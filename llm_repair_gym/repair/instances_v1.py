@@ -38,6 +38,8 @@ BANK_V1_FORMAT = 1
 DEFAULT_BANK_V1 = BankConfig(min_drop=0.15)
 _FIELDS = ("params", "lr_scale", "faults", "fault_targets", "fault_severities", "noise_rate", "zoo_model")
 _FAMILY_FIELDS = ("pool_ids", "corrupt")
+_GENERATIVE = ("name", "target_kind", "severity_low", "severity_high", "integer_severity", "inject_steps", "inject_lr")
+"""The fault-row fields that decide what an instance holds (its texts and documented repair do not)."""
 
 
 def blank_state_v1(ctx: RepairContext, n: int, n_probe_values: int, n_probes: int) -> RepairStateV1:
@@ -133,7 +135,7 @@ class InstanceBankV1:
 
 
 def _bank_hash(ctx: RepairContext, config: BankConfig, split: str, zoo_hash: str) -> str:
-    faults = [{k: v for k, v in dataclasses.asdict(f).items() if k != "inject"} for f in FAULTS_V1]
+    faults = [{k: getattr(f, k) for k in _GENERATIVE} for f in FAULTS_V1]
     return config_hash({"format": BANK_V1_FORMAT, "zoo": zoo_hash, "dynamics": dataclasses.asdict(ctx.dynamics),
                         "faults": faults, "held_out": HELD_OUT_PAIRS, "bank": dataclasses.asdict(config),
                         "split": split})
