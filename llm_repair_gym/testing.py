@@ -1,8 +1,8 @@
 """The ``micro`` settings: LLMRepair's full mechanics at a fraction of the cost, for tests and fuzzing.
 
 The tiny architecture, its zoo trained for 3 steps (so accuracies mean nothing), pools of 40 examples, a
-12 + 6 instance bank with no minimum drop (LLMMetaRepair-v0: a MAML initialization of 2 meta-updates), a
-filter whose judge is tuned for 2 steps on 12 trusted examples.
+12 + 6 instance bank with no minimum drop (LLMRepair-v0 and -v1; LLMMetaRepair-v0: a MAML initialization of 2
+meta-updates), a filter whose judge is tuned for 2 steps on 12 trusted examples.
 Every code path of the env runs, at a fraction of a tiny step's cost.
 """
 
@@ -28,7 +28,8 @@ MICRO_META = MetaInitConfig(iterations=2, meta_batch=2, shots=2, query=2)
 
 def micro_env_kwargs(cache_dir: str | Path | None = None, env_id: str = "LLMRepair-v0") -> dict[str, Any]:
     """Constructor kwargs that make a registered env micro (its zoo, bank or MAML init build in seconds)."""
-    per_env = {"LLMRepair-v0": {"bank": BankConfig(train_size=12, test_size=6, min_drop=0.0, build_batch=12)},
+    bank = BankConfig(train_size=12, test_size=6, min_drop=0.0, build_batch=12)
+    per_env = {"LLMRepair-v0": {"bank": bank}, "LLMRepair-v1": {"bank": bank},
                "LLMMetaRepair-v0": {"meta_config": MICRO_META}}  # its instances are live: no bank
     name = env_id.split(":")[-1]
     if name not in per_env:
