@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-envs", type=int, default=8, help="instances per fault set")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cost-weight", type=float, default=0.01, help="the env's price centre")
+    parser.add_argument("--cost-weight", type=float, default=0.003, help="the env's price centre")
     parser.add_argument("--pairs", action="store_true", help="every pair of faults too")
     parser.add_argument("--faults", nargs="*", default=None, help="only these singles (default: all)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration_v1.json"))

@@ -301,7 +301,7 @@ def test_probes_fill_their_slots_cost_compute_and_leave_the_model_alone(micro):
         assert not terminated[0]
         assert changed(before, env) <= PROBE_MAY_CHANGE, p.name  # parameters, optimizer, data: untouched
         assert obs[0, col(env, f"measured/{p.name}")] == 1
-        assert obs[0, col(env, f"age/{p.name}")] == pytest.approx(1 / max_steps)  # see the xfail test below
+        assert obs[0, col(env, f"age/{p.name}")] == 0  # measured by the step that produced this observation
         assert (obs[0, slots[p.name]] != 0).any(), p.name
         for q in env.probes[:t - 1]:  # earlier probes: same values, one step older
             assert np.array_equal(obs[0, slots[q.name]], obs_before[0, slots[q.name]])
@@ -316,8 +316,6 @@ def test_probes_fill_their_slots_cost_compute_and_leave_the_model_alone(micro):
     assert not any(new_episode[slots[p.name]].any() for p in env.probes)
 
 
-@pytest.mark.xfail(strict=True, reason="probe_effect stores probe_step = steps before _advance increments it, so "
-                                       "the observation right after a probe reads age 1/max_episode_steps, not 0")
 def test_a_probe_is_zero_steps_old_in_the_observation_it_produced(pair):
     pair.reset(seed=0, options=HEALTHY)
     obs, *_ = pair.step(np.array(ids(pair, "probe_tokens", "probe_tokens")))

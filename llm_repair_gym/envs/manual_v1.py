@@ -75,7 +75,7 @@ def build_manual_v1() -> str:
     A diverged model does not end the episode: it is penalised once, and `rollback` to a checkpoint (if the
     agent took one) can undo it.""",
         "Arguments": """\
-    As v0's, without `cost_limit`; `cost_weight` (0.01) is the centre of the per-episode price, `faults`
+    As v0's, without `cost_limit`; `cost_weight` (0.003) is the centre of the per-episode price, `faults`
     limits bank draws to instances whose faults all lie in the list, `max_episode_steps` (32) is the
     largest budget.""",
         "Info": """\

@@ -22,7 +22,7 @@ from llm_repair_gym.envs.host_io import Unpacker
 from llm_repair_gym.envs.manual_v1 import build_manual_v1
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
 from llm_repair_gym.envs.single import SingleEnv
-from llm_repair_gym.envs.snapshot import STATE_FORMAT, json_config
+from llm_repair_gym.envs.snapshot import STATE_FORMAT, EnvState, json_config
 from llm_repair_gym.envs.trace import RENDERERS
 from llm_repair_gym.lm import optim
 from llm_repair_gym.lm.model import group_names
@@ -50,7 +50,7 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
     ENV_ID = ENV_ID_V1
 
     def __init__(self, num_envs: int = 1, preset: str | Preset = "tiny", faults: list[str] | None = None,
-                 cost_weight: float = 0.01, crash_penalty: float = 1.0, max_episode_steps: int = 32,
+                 cost_weight: float = 0.003, crash_penalty: float = 1.0, max_episode_steps: int = 32,
                  device: str | torch.device = "cpu", zoo_seed: int = 0, cache_dir: str | None = None,
                  dynamics: DynamicsConfig | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP, progress: bool = True,
@@ -106,13 +106,11 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
                               suite=suite, autoreset_mode=autoreset_mode.value)}
 
     def _suite_bank(self, name: str):
-        from llm_repair_gym.envs.suites import load_suite
+        """The bank limited to suite ``name``'s instances of this split, once the suite is checked to be this
+        env's and the bank to hold the fault sets it lists (:func:`~llm_repair_gym.envs.suites.suite_bank`)."""
+        from llm_repair_gym.envs.suites import suite_bank
 
-        suite = load_suite(name)
-        if suite.env_id != self.ENV_ID or suite.env_kwargs.get("preset", "tiny") != self.preset.name:
-            raise ValueError(f"suite {name} is for {suite.env_id} with {suite.env_kwargs}, not {self.ENV_ID} with "
-                             f"preset {self.preset.name!r}")
-        return self.bank.restricted(suite.instance_ids(self.instances))
+        return suite_bank(self, name)
 
     # --- state ---------------------------------------------------------------------------------------
 
@@ -122,6 +120,8 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
         return out
 
     def set_state(self, state) -> None:
+        if isinstance(state, EnvState):
+            state.check_matches(self._identity)  # first: a state of another env says what differs
         budget = np.asarray(state.host.get("budget", []), dtype=np.int64) if hasattr(state, "host") else None
         if budget is not None and budget.shape != (self.num_envs,):
             raise ValueError(f"the state's host values are malformed: budget must hold {self.num_envs} values")

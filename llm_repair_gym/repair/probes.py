@@ -234,6 +234,6 @@ def probe_effect(probe: Probe, start: int, index: int):
         values = torch.stack([torch.nan_to_num(column, nan=f.high, posinf=f.high, neginf=f.low).clamp(f.low, f.high)
                               for column, f in zip(probe.measure(ctx, state, env_ids).unbind(1), probe.features)], 1)
         state.probe_values[env_ids, start:start + width] = values
-        state.probe_step[env_ids, index] = state.steps[env_ids]
+        state.probe_step[env_ids, index] = state.steps[env_ids] + 1  # the step this action completes: age 0 now
 
     return effect
