@@ -34,7 +34,7 @@ from llm_repair_gym.repair.rng import BatchedRNG
 from llm_repair_gym.repair.state import RepairStateV1
 from llm_repair_gym.runtime.cache import cache_root, config_hash, load_or_build
 
-BANK_V1_FORMAT = 1
+BANK_V1_FORMAT = 1  # bump when an injection's code changes what an instance holds (the hash sees only the table)
 DEFAULT_BANK_V1 = BankConfig(min_drop=0.15)
 _FIELDS = ("params", "lr_scale", "faults", "fault_targets", "fault_severities", "noise_rate", "zoo_model")
 _FAMILY_FIELDS = ("pool_ids", "corrupt")
