@@ -9,6 +9,11 @@ family that is broken (or all, when several are), one lr level lower once every 
 ``settle_gap`` of healthy. It stops when every family is back within ``tolerance`` of its healthy
 accuracy, or rolls back and stops when ``patience`` training steps in a row did not raise the score.
 All take the batched observation and info of a vector env and return one action per env.
+
+On LLMRepair-v1, ``DocumentedRepairPolicy`` is the privileged reference (``LLMRepair-Suite-v1``'s "1"): it
+reads the episode's fault set, targets and severities from ``info`` at its first step and plays the set's
+documented repair (:func:`llm_repair_gym.repair.faults_v1.documented_repair`), cut by the episode's budget
+like any sequence.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.repair.faults_v1 import FAULT_NAMES_V1, documented_repair
 
 
 class NoOpPolicy:
@@ -106,3 +112,30 @@ class OraclePolicy:
         worst = int(np.argmax(deficit))
         others = np.delete(deficit, worst)
         return f"train_{FAMILIES[worst]}" if others.max() <= self.tolerance else "train_all"
+
+
+class DocumentedRepairPolicy:
+    """LLMRepair-v1: the documented repair of each episode's fault set, read from ``info`` (privileged)."""
+
+    def __init__(self, action_names: list[str]) -> None:
+        self.index = {name: i for i, name in enumerate(action_names)}
+        self.plans: list[list[str] | None] = []
+        self.position: list[int] = []
+
+    def reset(self, env_mask: np.ndarray) -> None:
+        if len(self.plans) != len(env_mask):
+            self.plans, self.position = [None] * len(env_mask), [0] * len(env_mask)
+        for i in np.flatnonzero(env_mask):
+            self.plans[i], self.position[i] = None, 0
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        out = np.empty(len(obs), dtype=np.int64)
+        for i in range(len(obs)):
+            if self.plans[i] is None:  # the episode's first step: its fault set is in this info
+                self.plans[i] = documented_repair([bool(info["faults"][n][i]) for n in FAULT_NAMES_V1],
+                                                  [int(info["fault_targets"][n][i]) for n in FAULT_NAMES_V1],
+                                                  [float(info["fault_severities"][n][i]) for n in FAULT_NAMES_V1])
+            plan = self.plans[i]
+            out[i] = self.index[plan[min(self.position[i], len(plan) - 1)]]
+            self.position[i] += 1
+        return out

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.baselines import NoOpPolicy, OraclePolicy, RandomPolicy
+from agents.baselines import DocumentedRepairPolicy, NoOpPolicy, OraclePolicy, RandomPolicy
 from agents.heuristic import HeuristicPolicy
 from agents.loading import load_policy
+from agents.rules_v1 import RulesV1Policy
 from llm_repair_gym.rl.agent_spec import AgentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,10 +41,11 @@ def _trained(rank: int, description: str, train, script: tuple[str, ...], **kwar
     return AgentSpec("trained", description, train=train, script=script, load=load_policy, rank=rank, **kwargs)
 
 
+EVERY_ENV = ("LLMRepair-v0", "LLMMetaRepair-v0", "LLMRepair-v1")
 NOOP = AgentSpec("reference", "stops at once: the return of leaving the model as it is",
-                 policy=lambda actions, features, seed: NoOpPolicy(actions), rank=0)
+                 policy=lambda actions, features, seed: NoOpPolicy(actions), env_ids=EVERY_ENV, rank=0)
 RANDOM = AgentSpec("reference", "uniformly random actions, seeded by the run seed",
-                   policy=lambda actions, features, seed: RandomPolicy(actions, seed), rank=1)
+                   policy=lambda actions, features, seed: RandomPolicy(actions, seed), env_ids=EVERY_ENV, rank=1)
 HEURISTIC = AgentSpec("reference", "eight if-then rules on the observation alone",
                       policy=lambda actions, features, seed: HeuristicPolicy(actions, features), rank=2)
 ORACLE = AgentSpec("reference", "the scripted repair for the fault it reads from info (privileged)",
@@ -64,3 +66,10 @@ DQFD_CARRIED = AgentSpec("checkpoint", "the carried DQfD agent (seed 1; trained 
                          rank=11)
 DQN_MAML = _trained(12, "our DQN repairing from the MAML initialization (meta-learning variant)", _train_dqn,
                     ("scripts/train_dqn.py",), env_ids=("LLMMetaRepair-v0",), env_kwargs={"init": "maml"})
+# LLMRepair-v1's own, ranked after every v0 agent so that the v0 agents keep their board colours
+RULES_V1 = AgentSpec("reference", "LLMRepair-v1: cheap probes, the fixes they point to, then training while it pays "
+                     "(observation only)", policy=lambda actions, features, seed: RulesV1Policy(actions, features),
+                     env_ids=("LLMRepair-v1",), rank=13)
+DOCUMENTED = AgentSpec("reference", "LLMRepair-v1: the documented repair of the fault set it reads from info "
+                       "(privileged)", policy=lambda actions, features, seed: DocumentedRepairPolicy(actions),
+                       env_ids=("LLMRepair-v1",), rank=14)

@@ -7,6 +7,12 @@ every train-bank instance of zoo models 0-6, its test split every test-bank inst
 ranked agent repairs a model it never saw, from faults injected with seeds it never saw, in episodes seeded
 from seeds training never draws (``held_out_seeds``).
 
+``LLMRepair-Suite-v1`` does the same on LLMRepair-v1, whose instances hold fault *sets*, and also holds out
+fault *combinations*: its test split adds every test-bank instance holding one of the fault pairs
+(``faults_v1.HELD_OUT_PAIRS``) that v1's train bank never holds, so a ranked agent also meets combinations it
+never saw together. Its entries name the fault set (``label_noise+hidden_lr``), the targets and the largest
+severity, as the env's ``info["fault"]`` does.
+
 Train on a suite with ``gym.make_vec("LLMRepair-v0", num_envs=N, suite="LLMRepair-Suite-v0")``: resets then
 draw only the suite's train instances. The file ``data/suites/<name>.json`` lists every instance with its
 zoo model, fault type, target and severity, the suite's version, and a content hash (sha256 of the file's
@@ -26,6 +32,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from llm_repair_gym.repair.faults_v1 import HELD_OUT_PAIRS
 
 HELD_OUT_BASE = 2**40
 
@@ -68,6 +76,16 @@ SUITE_SPECS: dict[str, dict] = {
         "description": "train: the 64 meta-train task variants; test: the 32 meta-test variants, never met in "
                        "training or meta-training; faults drawn live at reset from each episode's seed",
     },
+    "LLMRepair-Suite-v1": {
+        "version": 1,
+        "env_id": "LLMRepair-v1",
+        "env_kwargs": {"preset": "tiny"},
+        "references": ["noop", "documented"],
+        "held_out": {"zoo_model": [7], "fault_pairs": [list(pair) for pair in HELD_OUT_PAIRS]},
+        "description": "train: train-bank instances of zoo models 0-6 (the train bank holds no held-out fault "
+                       "pair); test: test-bank instances of zoo model 7, and every test-bank instance holding a "
+                       "held-out fault pair",
+    },
 }
 """How each suite is cut: an instance suite from its env's instance bank (the zoo models whose instances only
 the test split holds), a task suite (``reset_option: "task"``) from its env's meta-task splits. A suite's
@@ -77,7 +95,11 @@ whose start models are not healthy ones to return to, the observation-only heuri
 
 @dataclass(frozen=True)
 class SuiteEntry:
-    """One instance of a suite split: its bank instance id and what was injected into which zoo model."""
+    """One instance of a suite split: its bank instance id and what was injected into which zoo model.
+
+    On a bank of fault sets (LLMRepair-v1) ``fault`` is the set as the env's ``info["fault"]["type"]`` names
+    it (types joined by ``+`` in table order, ``none`` when empty), ``target`` the targets of its targeted
+    faults joined the same way (None when it has none) and ``severity`` the largest of its severities."""
 
     index: int  # position in the split
     instance: int  # bank instance id within the split (a task suite: the task's index in its split)
@@ -135,6 +157,12 @@ class Suite:
                 continue
             faults = collections.Counter(e.fault for e in entries if e.fault is not None)
             models = sorted({e.zoo_model for e in entries if e.zoo_model is not None})
+            if any("+" in name for name in faults):  # fault sets: count each type, and the set sizes
+                sizes = collections.Counter(0 if e.fault == "none" else len(e.fault.split("+")) for e in entries)
+                faults = collections.Counter(t for e in entries if e.fault != "none" for t in e.fault.split("+"))
+                lines.append(f"  {split}: {len(entries)} instances, zoo models {models}, faults per instance "
+                             f"{dict(sorted(sizes.items()))}, instances per fault {dict(sorted(faults.items()))}")
+                continue
             lines.append(f"  {split}: {len(entries)} instances, zoo models {models}, "
                          f"faults {dict(sorted(faults.items()))}")
         return "\n".join(lines)
@@ -184,17 +212,26 @@ def load_suite(name: str) -> Suite:
 
 
 def bank_entries(env, split: str, held_out: dict) -> list[SuiteEntry]:
-    """The entries of ``split`` cut from ``env``'s bank of that split: on ``test`` the held-out zoo models'
-    instances, on ``train`` every other instance."""
+    """The entries of ``split`` cut from ``env``'s bank of that split: on ``test`` the held-out instances (of a
+    held-out zoo model, or holding a held-out fault pair), on ``train`` every other instance."""
     bank = env.bank
     keep_held_out = split == "test"
+    pairs = held_out.get("fault_pairs", [])
     entries = []
     for k in range(bank.size):
         model = int(bank.tensors["zoo_model"][k])
-        if (model in held_out["zoo_model"]) != keep_held_out:
+        if (model in held_out["zoo_model"] or _holds_pair(env, k, pairs)) != keep_held_out:
             continue
         entries.append(SuiteEntry(index=len(entries), instance=k, **_describe(env, k)))
     return entries
+
+
+def _holds_pair(env, k: int, pairs: list[list[str]]) -> bool:
+    """Whether bank instance ``k`` holds both faults of one of ``pairs`` (never, in a bank of single faults)."""
+    if not pairs:
+        return False
+    held = set(_describe(env, k)["fault"].split("+"))
+    return any(set(pair) <= held for pair in pairs)
 
 
 def suite_bank(env, name: str):
@@ -231,10 +268,24 @@ def _describe(env, k: int) -> dict:
     from llm_repair_gym.repair.faults import FAULT_NAMES, target_names
 
     t = env.bank.tensors
+    if "faults" in t:  # a bank of fault sets (LLMRepair-v1)
+        return _describe_set(t, k)
     kind, target = int(t["fault_type"][k]), int(t["fault_target"][k])
     name = target_names(env.preset.model.n_layer)[kind, target + 1]
     return {"zoo_model": int(t["zoo_model"][k]), "fault": FAULT_NAMES[kind],
             "target": None if name is None else str(name), "severity": round(float(t["fault_severity"][k]), 7)}
+
+
+def _describe_set(t: dict, k: int) -> dict:
+    """Instance ``k`` of a v1 bank as its env's ``info["fault"]`` names it: the set, the targets, the largest
+    severity."""
+    from llm_repair_gym.envs.repair_v1 import _targets, fault_set_name
+
+    faults = t["faults"][k].tolist()
+    bits = sum(1 << j for j, present in enumerate(faults) if present)
+    return {"zoo_model": int(t["zoo_model"][k]), "fault": fault_set_name(bits),
+            "target": _targets(bits, t["fault_targets"][k].cpu().numpy()),
+            "severity": round(float(t["fault_severities"][k].max()), 7)}
 
 
 def freeze_suite(name: str) -> Path:

@@ -133,7 +133,8 @@ def _start(info: dict, i: int) -> dict:
     }
 
 
-HELD_OUT_KWARGS = {"LLMRepair-v0": {"instances": "test"}, "LLMMetaRepair-v0": {"split": "test"}}
+HELD_OUT_KWARGS = {"LLMRepair-v0": {"instances": "test"}, "LLMMetaRepair-v0": {"split": "test"},
+                   "LLMRepair-v1": {"instances": "test"}}
 """What makes an env's episodes held out: the instance bank's test split, or the meta-test tasks."""
 
 
