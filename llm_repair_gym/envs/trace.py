@@ -123,13 +123,19 @@ def _accuracy_panel(ax: Axes, trace: Trace) -> None:
     _legend(ax)
 
 
+LAYER_SERIES = {"log_grad_norm/": "log10 grad norm", "log_weight_rms/": "log10 weight RMS"}
+"""Per-layer features the layer panel draws, the first an env observes (v1 measures gradients only in a probe)."""
+
+
 def _grad_norm_panel(ax: Axes, trace: Trace) -> None:
-    prefix = "log_grad_norm/"
-    layers = [name[len(prefix):] for name in trace.steps[0].features if name.startswith(prefix)]
+    names = trace.steps[0].features
+    prefix = next(p for p in [*LAYER_SERIES, ""] if not p or any(n.startswith(p) for n in names))
+    layers = [name[len(prefix):] for name in names if prefix and name.startswith(prefix)]
     for layer in layers:
         ax.plot([s.features[prefix + layer] for s in trace.steps], marker="o", markersize=3, label=layer)
-    ax.set_ylabel("log10 grad norm", fontsize=8)
-    _legend(ax)
+    ax.set_ylabel(LAYER_SERIES.get(prefix, "per-layer"), fontsize=8)
+    if layers:
+        _legend(ax)
 
 
 def _cost_panel(ax: Axes, trace: Trace) -> None:
