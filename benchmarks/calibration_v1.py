@@ -10,7 +10,7 @@ For every fault set (each fault alone; with ``--pairs``, every pair) it makes ``
 
 It reports, per set: test-accuracy damage at reset (healthy zoo model minus the instance), the test gain
 and the objective (test gain minus the episode's compute price) of each strategy, and whether every
-instance's documented repair gained test accuracy. Results go to ``benchmarks/results/calibration_v1.json``
+instance's documented repair gained test accuracy. Results go to ``results/calibration_v1/calibration_v1.json``
 and a Markdown table to stdout.
 
     python -m benchmarks.calibration_v1 --num-envs 8 --seed 0          # singles, ~5 min on 2 cores
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cost-weight", type=float, default=0.003, help="the env's price centre")
     parser.add_argument("--pairs", action="store_true", help="every pair of faults too")
     parser.add_argument("--faults", nargs="*", default=None, help="only these singles (default: all)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration_v1.json"))
+    parser.add_argument("--out", type=Path, default=Path("results/calibration_v1/calibration_v1.json"))
     args = parser.parse_args(argv)
     singles = [[name] for name in (args.faults or FAULT_NAMES_V1)]
     sets = [[], *singles] + ([list(p) for p in itertools.combinations(FAULT_NAMES_V1, 2)] if args.pairs else [])

@@ -1,7 +1,7 @@
 """How much of an episode's fault can be read off the observation? Per-type fault detection, free and after probes.
 
     python -m benchmarks.identifiability --env-id LLMRepair-v0 LLMRepair-v1 --seed 0 --num-envs 64 \\
-        --out benchmarks/results/identifiability.json
+        --out results/identifiability/identifiability.json
 
 For each fault type, a classifier (scikit-learn's histogram gradient boosting, one binary classifier per type,
 ``class_weight="balanced"``, fixed ``random_state``) is trained on the observations of every train-split bank
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", default=None, help="where banks are cached (default: the env's)")
     parser.add_argument("--free-only", action="store_true", help="no probes (the free observation only)")
     parser.add_argument("--no-importance", action="store_true", help="skip the permutation importances")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/identifiability.json"))
+    parser.add_argument("--out", type=Path, default=Path("results/identifiability/identifiability.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
