@@ -99,6 +99,16 @@ def start_live(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, al
     """Make fresh instances for ``env_ids`` from their (already seeded) streams: a zoo model, a training pool
     and a fault from ``allowed`` (or exactly ``kinds``), injected. The optimizer starts fresh afterwards.
     ``models [n]`` (-1: draw) fixes the zoo model of some envs; the stream is advanced the same either way."""
+    start_healthy(ctx, state, env_ids, models)
+    sample_and_inject(ctx, state, env_ids, allowed, kinds)
+    reset_optimizer(ctx, state, env_ids)
+    state.instance[env_ids] = -1
+
+
+def start_healthy(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor,
+                  models: torch.Tensor | None = None) -> None:
+    """The healthy start every live instance is injected into, from the envs' streams: a zoo model (drawn, or
+    ``models``' where >= 0), a training pool per family, AdamW at the base lr with fresh moments."""
     dyn = ctx.dynamics
     zoo_model = state.rng.integers(env_ids, ctx.zoo_fact_tables.shape[0])
     if models is not None:
@@ -115,9 +125,6 @@ def start_live(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, al
     state.lr_level[env_ids] = 0
     state.opt.lr[env_ids] = dyn.base_lr
     reset_optimizer(ctx, state, env_ids)
-    sample_and_inject(ctx, state, env_ids, allowed, kinds)
-    reset_optimizer(ctx, state, env_ids)
-    state.instance[env_ids] = -1
 
 
 # What an instance is made of: the state fields a bank stores (families expand to one tensor each).

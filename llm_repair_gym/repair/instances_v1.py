@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from llm_repair_gym.lm import optim
 from llm_repair_gym.lm.tasks import FAMILIES
 from llm_repair_gym.repair.dynamics import RepairContext, reset_optimizer, validation_accuracy
 from llm_repair_gym.repair.faults_v1 import (
@@ -29,7 +28,7 @@ from llm_repair_gym.repair.faults_v1 import (
     holds_held_out_pair,
     inject_fault_sets,
 )
-from llm_repair_gym.repair.instances import MAX_ATTEMPTS, BankConfig, blank_state, instance_seed
+from llm_repair_gym.repair.instances import MAX_ATTEMPTS, BankConfig, blank_state, instance_seed, start_healthy
 from llm_repair_gym.repair.rng import BatchedRNG
 from llm_repair_gym.repair.state import RepairStateV1
 from llm_repair_gym.runtime.cache import cache_root, config_hash, load_or_build
@@ -65,24 +64,9 @@ def start_live_v1(ctx: RepairContext, state: RepairStateV1, env_ids: torch.Tenso
                   sets: torch.Tensor | None = None, models: torch.Tensor | None = None) -> None:
     """Fresh v1 instances for ``env_ids`` from their (seeded) streams: zoo model, pools, fault set (drawn, or
     exactly ``sets [n, K]``), injected."""
-    dyn = ctx.dynamics
-    zoo_model = state.rng.integers(env_ids, ctx.zoo_fact_tables.shape[0])
-    if models is not None:
-        zoo_model = torch.where(models >= 0, models, zoo_model)
-    state.zoo_model[env_ids] = zoo_model
-    state.params[env_ids] = ctx.zoo_params[zoo_model]
-    state.fact_tables[env_ids] = ctx.zoo_fact_tables[zoo_model]
-    for family in FAMILIES:
-        train_ids = ctx.task_suite.split_ids[family]["train"]
-        state.pool_ids[family][env_ids] = train_ids[state.rng.integers(env_ids, train_ids.numel(), (dyn.pool_size,))]
-        state.corrupt[family][env_ids] = False
-        state.keep[family][env_ids] = True
+    start_healthy(ctx, state, env_ids, models)
     state.noise_rate[env_ids] = 0.0
     state.lr_scale[env_ids] = 1.0
-    state.opt.optimizer[env_ids] = optim.ADAMW
-    state.lr_level[env_ids] = 0
-    state.opt.lr[env_ids] = dyn.base_lr
-    reset_optimizer(ctx, state, env_ids)
     draw_fault_sets(ctx, state, env_ids, sets)
     inject_fault_sets(ctx, state, env_ids)
     reset_optimizer(ctx, state, env_ids)
