@@ -69,7 +69,8 @@ def build_manual_v1() -> str:
     instance lost at least `min_drop` (0.15) validation accuracy on its worst family. The price is
     log-uniform over a factor of {PRICE_SPAN:g} around `cost_weight` and the step budget uniform in
     [{MIN_BUDGET}, `max_episode_steps`], both drawn per episode and shown in the observation. AdamW at the
-    configured lr 1e-3 (times any hidden factor), moments fresh (or poisoned).""",
+    configured lr 1e-3 (times any hidden factor), moments fresh (or poisoned). With live instances,
+    `reset(options={{"faults": [...]}})` forces the fault set (a list of names, or one list per env).""",
         "Episode End": """\
     Terminated by `stop` or when the episode's own step budget is spent (the budget is in the observation).
     A diverged model does not end the episode: it is penalised once, and `rollback` to a checkpoint (if the
@@ -79,7 +80,7 @@ def build_manual_v1() -> str:
     limits bank draws to instances whose faults all lie in the list, `max_episode_steps` (32) is the
     largest budget.""",
         "Info": """\
-    v0's keys, and `faults` (one bool per fault type), `fault.type` (the set's names joined by `+`, `none`
+    v0's keys, and `faults`, `fault_targets`, `fault_severities` (one entry per fault type), `fault.type` (the set's names joined by `+`, `none`
     if empty), `fault.target`, `fault.severity` (the largest), `price`, `budget`, `test_score`, `objective`.
     `healthy_accuracy` is the zoo model's test accuracy.""",
         "Version History": """\
