@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from llm_repair_gym.repair.faults import FAULT_NAMES
+from llm_repair_gym.repair.faults_v1 import FAULT_NAMES_V1
 from llm_repair_gym.testing import micro_env_kwargs
 
 IDS = sorted(k for k, spec in registry.items() if str(spec.entry_point).startswith("llm_repair_gym."))
@@ -28,9 +29,18 @@ COMMON_KWARGS = {
     "max_episode_steps": st.integers(1, 6),
     "autoreset_mode": st.sampled_from(["SameStep", "Disabled"]),
 }
-ENV_KWARGS = {  # each id's own arguments
-    "LLMRepair-v0": {"instances": st.sampled_from(["train", "test", "live"])},
-    "LLMMetaRepair-v0": {"init": st.sampled_from(["zoo", "maml"]), "split": st.sampled_from(["train", "test"])},
+V1_KWARGS = {  # LLMRepair-v1 has no cost limit, budgets of at least 12 steps and its own faults; its live
+    # resets on the micro zoo fine-tune for up to 200 steps (the damage goal is never met), so it fuzzes its banks
+    **{k: v for k, v in COMMON_KWARGS.items() if k not in ("cost_limit", "faults")},
+    "faults": st.none() | st.just(list(FAULT_NAMES_V1)),  # a subset may hold no instance of the micro bank
+    "max_episode_steps": st.integers(12, 14),
+    "instances": st.sampled_from(["train", "test"]),
+}
+ENV_KWARGS = {  # each id's arguments
+    "LLMRepair-v0": {**COMMON_KWARGS, "instances": st.sampled_from(["train", "test", "live"])},
+    "LLMMetaRepair-v0": {**COMMON_KWARGS, "init": st.sampled_from(["zoo", "maml"]),
+                         "split": st.sampled_from(["train", "test"])},
+    "LLMRepair-v1": V1_KWARGS,
 }
 
 
@@ -80,7 +90,7 @@ def _drive(env, seed: int, actions: list[int], poison_at: int | None = None, poi
 @FUZZ
 @given(seed=st.integers(0, 2**62), data=st.data())
 def test_random_steps_never_raise_or_emit_non_finite_values(micro_env_kwargs, env_id, seed, data):
-    kwargs = data.draw(st.fixed_dictionaries({**COMMON_KWARGS, **ENV_KWARGS[env_id]}))
+    kwargs = data.draw(st.fixed_dictionaries(ENV_KWARGS[env_id]))
     env = _env(env_id, micro_env_kwargs["cache_dir"], tuple(sorted(
         (k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items())))
     n_actions = int(env.single_action_space.n)
