@@ -80,9 +80,9 @@ def build_manual_v1() -> str:
     limits bank draws to instances whose faults all lie in the list, `max_episode_steps` (32) is the
     largest budget.""",
         "Info": """\
-    v0's keys, and `faults`, `fault_targets`, `fault_severities` (one entry per fault type), `fault.type` (the set's names joined by `+`, `none`
-    if empty), `fault.target`, `fault.severity` (the largest), `price`, `budget`, `test_score`, `objective`.
-    `healthy_accuracy` is the zoo model's test accuracy.""",
+    v0's keys, and `faults`, `fault_targets`, `fault_severities` (one entry per fault type), `fault.type`
+    (the set's names joined by `+`, `none` if empty), `fault.target`, `fault.severity` (the largest),
+    `price`, `budget`, `test_score`, `objective`. `healthy_accuracy` is the zoo model's test accuracy.""",
         "Version History": """\
     * v1 (0.7): initial version.""",
     })
