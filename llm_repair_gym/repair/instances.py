@@ -180,14 +180,21 @@ class InstanceBank:
 
     def load(self, state: RepairState, env_ids: torch.Tensor, instance_ids: torch.Tensor) -> None:
         """Copy instances into some envs' entries of ``state`` (filters cleared)."""
-        for name in _FIELDS:
-            getattr(state, name)[env_ids] = self.tensors[name][instance_ids]
-        for name in _FAMILY_FIELDS:
-            for f in FAMILIES:
-                getattr(state, name)[f][env_ids] = self.tensors[f"{name}.{f}"][instance_ids]
+        copy_instances(self.tensors, _FIELDS, _FAMILY_FIELDS, state, env_ids, instance_ids)
+
+
+def copy_instances(tensors: dict[str, torch.Tensor], fields: tuple[str, ...], family_fields: tuple[str, ...],
+                   state: RepairState, env_ids: torch.Tensor, instance_ids: torch.Tensor) -> None:
+    """Copy bank instances ``instance_ids`` into the entries ``env_ids`` of ``state``: the state ``fields`` and,
+    per family, the ``family_fields`` (stored as ``<name>.<family>``); filters cleared."""
+    for name in fields:
+        getattr(state, name)[env_ids] = tensors[name][instance_ids]
+    for name in family_fields:
         for f in FAMILIES:
-            state.keep[f][env_ids] = True
-        state.instance[env_ids] = instance_ids
+            getattr(state, name)[f][env_ids] = tensors[f"{name}.{f}"][instance_ids]
+    for f in FAMILIES:
+        state.keep[f][env_ids] = True
+    state.instance[env_ids] = instance_ids
 
 
 def bank_path(ctx: RepairContext, config: BankConfig, split: str, zoo_hash: str, cache_dir: str | Path | None) -> Path:

@@ -28,7 +28,14 @@ from llm_repair_gym.repair.faults_v1 import (
     holds_held_out_pair,
     inject_fault_sets,
 )
-from llm_repair_gym.repair.instances import MAX_ATTEMPTS, BankConfig, blank_state, instance_seed, start_healthy
+from llm_repair_gym.repair.instances import (
+    MAX_ATTEMPTS,
+    BankConfig,
+    blank_state,
+    copy_instances,
+    instance_seed,
+    start_healthy,
+)
 from llm_repair_gym.repair.rng import BatchedRNG
 from llm_repair_gym.repair.state import RepairStateV1
 from llm_repair_gym.runtime.cache import cache_root, config_hash, load_or_build
@@ -108,14 +115,7 @@ class InstanceBankV1:
 
     def load(self, state: RepairStateV1, env_ids: torch.Tensor, instance_ids: torch.Tensor) -> None:
         """Copy instances into some envs' entries of ``state`` (filters cleared)."""
-        for name in _FIELDS:
-            getattr(state, name)[env_ids] = self.tensors[name][instance_ids]
-        for name in _FAMILY_FIELDS:
-            for f in FAMILIES:
-                getattr(state, name)[f][env_ids] = self.tensors[f"{name}.{f}"][instance_ids]
-        for f in FAMILIES:
-            state.keep[f][env_ids] = True
-        state.instance[env_ids] = instance_ids
+        copy_instances(self.tensors, _FIELDS, _FAMILY_FIELDS, state, env_ids, instance_ids)
 
 
 def _bank_hash(ctx: RepairContext, config: BankConfig, split: str, zoo_hash: str) -> str:
