@@ -23,6 +23,7 @@ from llm_repair_gym.envs.manual_v1 import build_manual_v1
 from llm_repair_gym.envs.repair import LLMRepairVectorEnv
 from llm_repair_gym.envs.single import SingleEnv
 from llm_repair_gym.envs.snapshot import STATE_FORMAT, EnvState, json_config
+from llm_repair_gym.envs.suites import suite_bank
 from llm_repair_gym.envs.trace import RENDERERS
 from llm_repair_gym.lm import optim
 from llm_repair_gym.lm.model import group_names
@@ -71,7 +72,7 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
         if instances != "live":
             self.bank = load_bank_v1(self.ctx, bank, instances, zoo_hash(self.preset, zoo_seed), cache_dir, progress)
             if suite is not None:
-                self.bank = self._suite_bank(suite)
+                self.bank = suite_bank(self, suite)
             if faults is not None:
                 self.bank = self.bank.with_faults(self.allowed_faults)
         elif suite is not None:
@@ -105,21 +106,16 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
                               crash_penalty=crash_penalty, max_episode_steps=max_episode_steps, precision=precision,
                               suite=suite, autoreset_mode=autoreset_mode.value)}
 
-    def _suite_bank(self, name: str):
-        """The bank limited to suite ``name``'s instances of this split, once the suite is checked to be this
-        env's and the bank to hold the fault sets it lists (:func:`~llm_repair_gym.envs.suites.suite_bank`)."""
-        from llm_repair_gym.envs.suites import suite_bank
-
-        return suite_bank(self, name)
-
     # --- state ---------------------------------------------------------------------------------------
 
-    def get_state(self):
+    def get_state(self) -> EnvState:
+        """v0's state, with each env's step budget."""
         out = super().get_state()
         out.host["budget"] = self._budget.tolist()
         return out
 
-    def set_state(self, state) -> None:
+    def set_state(self, state: EnvState) -> None:
+        """v0's ``set_state``, budgets included (a state of another env is refused first, saying what differs)."""
         if isinstance(state, EnvState):
             state.check_matches(self._identity)  # first: a state of another env says what differs
         budget = np.asarray(state.host.get("budget", []), dtype=np.int64) if hasattr(state, "host") else None
@@ -129,6 +125,7 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
         self._budget = budget
 
     def fork(self) -> LLMRepairV1VectorEnv:
+        """v0's ``fork``, budgets included."""
         other = super().fork()
         other._budget = self._budget.copy()
         return other
