@@ -57,7 +57,7 @@ class Fault:
         return first_low + depth * (low - first_low), first_high + depth * (high - first_high)
 
 
-def _by_value(values: torch.Tensor, env_ids: torch.Tensor):
+def by_value(values: torch.Tensor, env_ids: torch.Tensor):
     """``(value, env_ids where values == value, positions)`` for each distinct value (reads them on the host:
     injections run when instances are built, never inside a step)."""
     for value in sorted(set(values.tolist())):
@@ -79,7 +79,7 @@ def _inject_none(ctx, state, env_ids, target, severity) -> None:
 def _inject_weight_noise(ctx, state, env_ids, target, severity) -> None:
     """Gaussian noise of ``severity`` x the matrix's RMS added to every weight matrix of block ``target``."""
     layout = ctx.layout
-    for block, ids, positions in _by_value(target, env_ids):
+    for block, ids, positions in by_value(target, env_ids):
         sev = severity[positions]
         for name in layout.names:
             if name.startswith(f"h.{block}.") and is_block_matrix(name):
@@ -99,6 +99,20 @@ def _family_accuracy(ctx: RepairContext, state: RepairState, env_ids: torch.Tens
     return validation_accuracy(ctx, state.params[env_ids], state.fact_tables[env_ids])[:, family]
 
 
+def tune_until_drop(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, family: int, steps: int,
+                    lr: float, drop: float = LABEL_NOISE_DROP) -> None:
+    """Fine-tune on the pools, ``LABEL_NOISE_SHARE`` of each batch from ``family``, in rounds of
+    ``LABEL_NOISE_ROUND`` steps at ``lr``, until ``family`` lost ``drop`` validation accuracy or ``steps`` are
+    spent (each env stops on its own): a fault defined by the damage it does."""
+    goal = _family_accuracy(ctx, state, env_ids, family) - drop
+    for _ in range(0, steps, LABEL_NOISE_ROUND):
+        train(ctx, state, env_ids, one_family_mix(family, LABEL_NOISE_SHARE), LABEL_NOISE_ROUND, lr=lr)
+        active = _family_accuracy(ctx, state, env_ids, family) > goal
+        if not active.any():
+            break
+        env_ids, goal = env_ids[active], goal[active]
+
+
 def _inject_label_noise(ctx, state, env_ids, target, severity) -> None:
     """A ``severity`` fraction of family ``target``'s pool gets wrong answers; the model is fine-tuned on the
     pool, ``LABEL_NOISE_SHARE`` of each batch from the noisy family, in rounds of ``LABEL_NOISE_ROUND`` steps
@@ -109,16 +123,10 @@ def _inject_label_noise(ctx, state, env_ids, target, severity) -> None:
     a fault defined by its damage gives every episode something to repair.
     """
     row = FAULTS[FAULT_NAMES.index("label_noise")]
-    for family, ids, positions in _by_value(target, env_ids):
+    for family, ids, positions in by_value(target, env_ids):
         flip = state.rng.uniform(ids, (ctx.dynamics.pool_size,)) < severity[positions, None]
         state.corrupt[FAMILIES[family]][ids] = flip
-        goal = _family_accuracy(ctx, state, ids, family) - LABEL_NOISE_DROP
-        for _ in range(0, row.inject_steps, LABEL_NOISE_ROUND):
-            train(ctx, state, ids, one_family_mix(family, LABEL_NOISE_SHARE), LABEL_NOISE_ROUND, lr=row.inject_lr)
-            active = _family_accuracy(ctx, state, ids, family) > goal
-            if not active.any():
-                break
-            ids, goal = ids[active], goal[active]
+        tune_until_drop(ctx, state, ids, family, row.inject_steps, row.inject_lr)
 
 
 def _inject_fact_overwrite(ctx, state, env_ids, target, severity) -> None:
@@ -133,7 +141,7 @@ def _inject_fact_overwrite(ctx, state, env_ids, target, severity) -> None:
 
 def _inject_forgetting(ctx, state, env_ids, target, severity) -> None:
     """Fine-tuned on family ``target`` alone; the other families decay."""
-    for family, ids, _ in _by_value(target, env_ids):
+    for family, ids, _ in by_value(target, env_ids):
         _fine_tune(ctx, state, ids, "forgetting", one_family_mix(family))
 
 

@@ -30,7 +30,8 @@ import torch
 
 from llm_repair_gym.lm.model import is_block_matrix
 from llm_repair_gym.lm.tasks import FAMILIES
-from llm_repair_gym.repair.dynamics import UNIFORM_MIX, RepairContext, one_family_mix, train, validation_accuracy
+from llm_repair_gym.repair.dynamics import UNIFORM_MIX, RepairContext, one_family_mix, train
+from llm_repair_gym.repair.faults import LABEL_NOISE_DROP, by_value, tune_until_drop
 from llm_repair_gym.repair.state import RepairState
 
 InjectorV1 = Callable[[RepairContext, RepairState, torch.Tensor, torch.Tensor, torch.Tensor], None]
@@ -38,9 +39,7 @@ InjectorV1 = Callable[[RepairContext, RepairState, torch.Tensor, torch.Tensor, t
 DIGIT0 = 10  # token id of digit 0 (``lm.tasks``)
 POISON_STEP = 1000.0  # AdamW step count of a poisoned optimizer state (bias corrections near 1)
 SHIFT_SHARD = 24  # distinct examples in a shifted family's pool
-ROUND = 20  # fine-tuning injections run in rounds of this many steps...
-DROP = 0.3  # ...until the family lost this much validation accuracy (or the row's steps run out)
-NOISY_SHARE = 0.6  # of every injection batch, from the faulty family
+DROP = LABEL_NOISE_DROP  # fine-tuning injections stop once the family lost this much validation accuracy
 
 
 @dataclass(frozen=True)
@@ -61,43 +60,24 @@ class FaultV1:
     inject_lr: float = 0.0
 
 
-def _by_value(values: torch.Tensor, env_ids: torch.Tensor):
-    """``(value, env_ids where values == value, positions)`` for each distinct value (host read: injections run
-    when instances are built, never in a step)."""
-    for value in sorted(set(values.tolist())):
-        positions = (values == value).nonzero()[:, 0]
-        yield value, env_ids[positions], positions
-
-
 def _block_matrices(ctx: RepairContext, block: int) -> list[str]:
     return [n for n in ctx.layout.names if n.startswith(f"h.{block}.") and is_block_matrix(n)]
 
 
 def _keep_rms(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-    """``new`` rescaled row-wise to ``old``'s RMS: the free ``log_matrix_rms`` feature cannot see the change."""
+    """``new`` rescaled row-wise to ``old``'s RMS: the free ``log_weight_rms`` feature cannot see the change."""
     return new * (old.pow(2).mean(1, keepdim=True) / new.pow(2).mean(1, keepdim=True).clamp_min(1e-30)).sqrt()
 
 
-def _family_accuracy(ctx, state, env_ids, family: int) -> torch.Tensor:
-    return validation_accuracy(ctx, state.params[env_ids], state.fact_tables[env_ids])[:, family]
-
-
 def _tune_until_drop(ctx, state, env_ids, family: int, row: FaultV1) -> None:
-    """Fine-tune on the pool (``NOISY_SHARE`` from ``family``) in rounds until ``family`` lost ``DROP``
-    validation accuracy or ``row.inject_steps`` are spent (a fault defined by its damage, as in v0)."""
-    goal = _family_accuracy(ctx, state, env_ids, family) - DROP
-    ids = env_ids
-    for _ in range(0, row.inject_steps, ROUND):
-        train(ctx, state, ids, one_family_mix(family, NOISY_SHARE), ROUND, lr=row.inject_lr)
-        active = _family_accuracy(ctx, state, ids, family) > goal
-        if not active.any():
-            break
-        ids, goal = ids[active], goal[active]
+    """The row's fine-tuning until ``family`` lost ``DROP`` (:func:`~llm_repair_gym.repair.faults.tune_until_drop`,
+    as v0's label noise; ``DROP`` is read at the call, so a test may lower it)."""
+    tune_until_drop(ctx, state, env_ids, family, row.inject_steps, row.inject_lr, DROP)
 
 
 def _inject_label_noise(ctx, state, env_ids, target, severity) -> None:
     """A ``severity`` fraction of family ``target``'s pool answers are wrong, and learned."""
-    for family, ids, positions in _by_value(target, env_ids):
+    for family, ids, positions in by_value(target, env_ids):
         f = FAMILIES[family]
         state.corrupt[f][ids] = state.rng.uniform(ids, (ctx.dynamics.pool_size,)) < severity[positions, None]
         state.noise_rate[ids, family] = severity[positions]
@@ -107,7 +87,7 @@ def _inject_label_noise(ctx, state, env_ids, target, severity) -> None:
 def _inject_data_shift(ctx, state, env_ids, target, severity) -> None:
     """Family ``target``'s pool comes from a stuck shard of ``SHIFT_SHARD`` examples (correct answers), and the
     model over-fitted it: the family's training loss is low and its held-out accuracy fell."""
-    for family, ids, _ in _by_value(target, env_ids):
+    for family, ids, _ in by_value(target, env_ids):
         f = FAMILIES[family]
         train_ids = ctx.task_suite.split_ids[f]["train"]
         shard = train_ids[state.rng.integers(ids, train_ids.numel(), (SHIFT_SHARD,))]
@@ -120,7 +100,7 @@ def _inject_data_shift(ctx, state, env_ids, target, severity) -> None:
 def _inject_forgetting(ctx, state, env_ids, target, severity) -> None:
     """Fine-tuned on family ``target`` alone; the other families decayed."""
     row = _row("forgetting")
-    for family, ids, _ in _by_value(target, env_ids):
+    for family, ids, _ in by_value(target, env_ids):
         train(ctx, state, ids, one_family_mix(family), row.inject_steps, lr=row.inject_lr)
 
 
@@ -136,7 +116,7 @@ def _inject_fact_overwrite(ctx, state, env_ids, target, severity) -> None:
 
 def _inject_weight_noise(ctx, state, env_ids, target, severity) -> None:
     """Gaussian noise (``severity`` x RMS) on block ``target``'s matrices, rescaled to keep each matrix's RMS."""
-    for block, ids, positions in _by_value(target, env_ids):
+    for block, ids, positions in by_value(target, env_ids):
         for name in _block_matrices(ctx, block):
             span = ctx.layout.span(name)
             w = state.params[ids, span]
@@ -147,7 +127,7 @@ def _inject_weight_noise(ctx, state, env_ids, target, severity) -> None:
 
 def _inject_norm_gain(ctx, state, env_ids, target, severity) -> None:
     """Block ``target``'s LayerNorm gains multiplied by ``severity`` (activations explode; matrices unchanged)."""
-    for block, ids, positions in _by_value(target, env_ids):
+    for block, ids, positions in by_value(target, env_ids):
         for name in (f"h.{block}.ln_1.weight", f"h.{block}.ln_2.weight"):
             span = ctx.layout.span(name)
             state.params[ids, span] = state.params[ids, span] * severity[positions, None]
@@ -160,7 +140,7 @@ def _inject_dead_units(ctx, state, env_ids, target, severity) -> None:
     """A ``severity`` fraction of block ``target``'s MLP units is dead (input bias ``DEAD_BIAS``): training
     cannot revive them, re-initialising the block can."""
     width = 4 * ctx.preset.model.n_embd
-    for block, ids, positions in _by_value(target, env_ids):
+    for block, ids, positions in by_value(target, env_ids):
         span = ctx.layout.span(f"h.{block}.mlp.c_fc.bias")
         dead = state.rng.uniform(ids, (width,)) < severity[positions, None]
         state.params[ids, span] = torch.where(dead, DEAD_BIAS, state.params[ids, span])
@@ -170,7 +150,7 @@ def _inject_attention_collapse(ctx, state, env_ids, target, severity) -> None:
     """Block ``target``'s query and key weights scaled by ``severity`` (attention goes uniform), the whole
     ``c_attn`` matrix then rescaled to its old RMS (so the values grow)."""
     d = ctx.preset.model.n_embd
-    for block, ids, positions in _by_value(target, env_ids):
+    for block, ids, positions in by_value(target, env_ids):
         span = ctx.layout.span(f"h.{block}.attn.c_attn.weight")
         w = state.params[ids, span].view(-1, d, 3 * d)
         scale = torch.ones(ids.numel(), 1, 3 * d, device=w.device)
