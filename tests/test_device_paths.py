@@ -35,7 +35,7 @@ def test_device_work_of_a_step_compiles_as_one_graph(micro, monkeypatch):
         (dynamics.reinit_block, (ctx, state, ids, 1)),
         (dynamics.prune, (ctx, state, ids)),
         (dynamics.rollback, (ctx, state, ids)),
-        (env._advance, (torch.tensor([0, 4, 13]),)),
+        (env._advance, (torch.tensor([0, 4, 13]), np.array([0, 4, 13]))),
         (env._reset_envs, (ids, torch.tensor([5, 6]))),
     ]
     for fn, args in effects:

@@ -316,6 +316,25 @@ def test_probes_fill_their_slots_cost_compute_and_leave_the_model_alone(micro):
     assert not any(new_episode[slots[p.name]].any() for p in env.probes)
 
 
+def test_an_inert_action_keeps_the_last_measurement_and_a_model_change_measures_afresh(pair):
+    pair.reset(seed=3, options=HEALTHY)
+    first, _, _, _, info = pair.step(np.array(ids(pair, "train_all", "train_all")))
+    measured = [col(pair, f"val_acc/{f}") for f in FAMILIES] + [col(pair, f"train_loss/{f}") for f in FAMILIES]
+    score = info["score"].copy()
+    counters = pair.state.rng.counters.clone()
+    obs, reward, _, _, info = pair.step(np.array(ids(pair, "lr_up", "train_all")))
+    assert np.array_equal(obs[0, measured], first[0, measured]) and info["score"][0] == score[0]
+    assert reward[0] == 0.0  # no compute, no redrawn sample: nothing to reward
+    assert torch.equal(pair.state.rng.counters[0], counters[0])  # no fresh validation draw for env 0
+    assert not torch.equal(pair.state.rng.counters[1], counters[1])
+    counters = pair.state.rng.counters.clone()
+    obs, reward, _, _, info = pair.step(np.array(ids(pair, "probe_tokens", "reinit_block0")))
+    flops = pair.actions[ids(pair, "probe_tokens")[0]].flops
+    assert np.array_equal(obs[0, measured], first[0, measured])
+    assert reward[0] == pytest.approx(-info["price"][0] * flops / pair.flops_ref, rel=1e-6)
+    assert not torch.equal(pair.state.rng.counters[1], counters[1])  # the re-initialised model measured afresh
+
+
 def test_a_probe_is_zero_steps_old_in_the_observation_it_produced(pair):
     pair.reset(seed=0, options=HEALTHY)
     obs, *_ = pair.step(np.array(ids(pair, "probe_tokens", "probe_tokens")))

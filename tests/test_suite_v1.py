@@ -1,8 +1,9 @@
 """LLMRepair-Suite-v1: cut from v1's fault-set banks (a held-out zoo model and held-out fault pairs), checked against
 the bank an env loads, and played by the runner (no-op, random, the v1 rules, the documented repair) and verified.
 
-The suite is frozen here from tiny banks (24 train, 12 test instances, no minimum drop) built in a private cache
-beside a copy of the real tiny zoo; the policies are checked on hand-made observations."""
+The suite is frozen here from small banks (24 train, 12 test instances, no minimum drop) of the tiny preset (whose
+zoo the other tests share; v1's own nano zoo would be built here) in a private cache beside a copy of the real tiny
+zoo; the policies are checked on hand-made observations."""
 
 import json
 import shutil
@@ -24,6 +25,7 @@ from llm_repair_gym.envs import repair_v1, suites
 from llm_repair_gym.lm.model import group_names
 from llm_repair_gym.lm.presets import get_preset
 from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.repair import measure_v1
 from llm_repair_gym.repair.actions_v1 import build_actions_v1
 from llm_repair_gym.repair.dynamics import DynamicsConfig
 from llm_repair_gym.repair.faults_v1 import FAULT_NAMES_V1, HELD_OUT_PAIRS, documented_repair
@@ -249,6 +251,7 @@ def tiny_suite(tiny_zoo, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LLM_REPAIR_GYM_CACHE", str(cache))
         patch.setattr(repair_v1, "DEFAULT_BANK_V1", TINY_BANK)
+        patch.setitem(suites.SUITE_SPECS, SUITE, {**suites.SUITE_SPECS[SUITE], "env_kwargs": {"preset": "tiny"}})
         patch.setattr(suites, "SUITE_DIR", tmp_path_factory.mktemp("suites"))
         patch.setattr(suites, "_LOADED", {})
         suites.freeze_suite(SUITE)
@@ -262,7 +265,7 @@ def test_the_frozen_v1_suite_holds_out_zoo_model_7_and_the_held_out_pairs(tiny_s
     assert train and test and {e.zoo_model for e in train} <= set(range(7))
     assert not any(p <= set(e.fault.split("+")) for e in train for p in pairs)
     assert all(e.zoo_model == 7 or any(p <= set(e.fault.split("+")) for p in pairs) for e in test)
-    env = gym.make_vec("LLMRepair-v1", num_envs=1, instances="test", progress=False).unwrapped
+    env = gym.make_vec("LLMRepair-v1", num_envs=1, instances="test", preset="tiny", progress=False).unwrapped
     try:
         bank = env.bank
         holders = [k for k in range(bank.size) if bank.tensors["zoo_model"][k] == 7 or any(
@@ -278,10 +281,12 @@ def test_the_frozen_v1_suite_holds_out_zoo_model_7_and_the_held_out_pairs(tiny_s
 
 
 def test_an_env_on_the_v1_suite_checks_its_bank_and_draws_only_the_suites_train_instances(tiny_suite):
-    env = gym.make_vec("LLMRepair-v1", num_envs=4, suite=SUITE, progress=False)
+    env = gym.make_vec("LLMRepair-v1", num_envs=4, suite=SUITE, preset="tiny", progress=False)
     try:
         _, info = env.reset(seed=0)
         assert set(info["instance"].tolist()) <= set(tiny_suite.instance_ids("train"))
+        u = env.unwrapped  # a bank instance brings its test score: the same as scoring it now
+        assert torch.equal(u.state.test_accuracy, measure_v1.test_accuracy(u.ctx, u.state, torch.arange(4)))
         first = tiny_suite.entries("train")[0]
         wrong = suites.Suite(**{**tiny_suite.__dict__, "splits": {"train": (suites.SuiteEntry(
             0, first.instance, first.zoo_model, "none" if first.fault != "none" else "hidden_lr", first.target,
@@ -317,7 +322,7 @@ def test_the_runner_plays_v1s_agents_on_the_suite_and_verify_accepts_them(tiny_s
 
 
 def _bank_fault_set(instance: int):
-    env = gym.make_vec("LLMRepair-v1", num_envs=1, instances="test", progress=False).unwrapped
+    env = gym.make_vec("LLMRepair-v1", num_envs=1, instances="test", preset="tiny", progress=False).unwrapped
     try:
         t = env.bank.tensors
         return (t["faults"][instance].tolist(), t["fault_targets"][instance].tolist(),

@@ -6,18 +6,18 @@ from llm_repair_gym.envs.manual import build_manual
 from llm_repair_gym.lm.model import group_names
 from llm_repair_gym.lm.presets import get_preset
 from llm_repair_gym.repair.actions_v1 import build_actions_v1
-from llm_repair_gym.repair.dynamics import DynamicsConfig
+from llm_repair_gym.repair.dynamics import DYNAMICS_V1
 from llm_repair_gym.repair.faults_v1 import COUNT_WEIGHTS, FAULTS_V1, HELD_OUT_PAIRS
 from llm_repair_gym.repair.features_v1 import PRICE_SPAN, build_features_v1
-from llm_repair_gym.repair.measure_v1 import TEST_SIZE
+from llm_repair_gym.repair.measure_v1 import FREE_VAL_SIZE, TEST_SIZE
 from llm_repair_gym.repair.probes import build_probes
 
 
 def build_manual_v1() -> str:
-    """The v1 env manual for the default preset (``tiny``) and ``DynamicsConfig``."""
+    """The v1 env manual for the default preset (``nano``) and dynamics (``DYNAMICS_V1``)."""
     from llm_repair_gym.envs.repair_v1 import MIN_BUDGET, RENDER_FPS
 
-    preset, dyn = get_preset("tiny"), DynamicsConfig()
+    preset, dyn = get_preset("nano"), DYNAMICS_V1
     groups = group_names(preset.model)
     probes = build_probes(preset, groups)
     actions = build_actions_v1(preset, dyn, probes)
@@ -43,13 +43,13 @@ def build_manual_v1() -> str:
     |---|---|---|---|
 {fault_rows}""",
         "Action Space": f"""\
-    `Discrete({len(actions)})` for `tiny`. FLOPs are relative to `train_all` ({ref:.3g} FLOPs).
+    `Discrete({len(actions)})` for `nano`. FLOPs are relative to `train_all` ({ref:.3g} FLOPs).
 
     | index | action | category | FLOPs / train_all | effect |
     |---|---|---|---|---|
 {action_rows}""",
         "Observation Space": f"""\
-    `Box(float32, ({len(features)},))` for `tiny`; values clipped into bounds. Probe slots read 0 until the
+    `Box(float32, ({len(features)},))` for `nano`; values clipped into bounds. Probe slots read 0 until the
     probe runs; `measured/<probe>` and `age/<probe>` say whether and how long ago.
 
     | index | feature | min | max | meaning |
@@ -57,7 +57,7 @@ def build_manual_v1() -> str:
 {feature_rows}""",
         "Rewards": f"""\
     Per step: `(V_t - V_(t-1)) - price * flops_t / flops_ref - crash_penalty * [diverged now]`, V the mean
-    validation accuracy on {dyn.eval_size} examples per family drawn afresh every step. When the episode ends
+    validation accuracy on {FREE_VAL_SIZE} examples per family drawn afresh every step. When the episode ends
     the reward adds `(T_end - V_end) - (T_0 - V_0)`, T the mean accuracy on the first {TEST_SIZE} test examples
     of each family, so the undiscounted return equals the objective exactly:
     `T_end - T_0 - price * total flops / flops_ref - crash_penalty * crashes` (`info["objective"]` at the end).

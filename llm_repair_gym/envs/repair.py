@@ -318,7 +318,7 @@ class LLMRepairVectorEnv(VectorEnv):
             act = to_device(a, self.device)
             self._apply(a)
             self._steps += 1
-            obs, reward, flops, cost = self._advance(act)
+            obs, reward, flops, cost = self._advance(act, a)
             terminated, truncated = self._episode_ends(a)
             done = terminated | truncated
             reward = self._end_episodes(reward, done)
@@ -338,9 +338,9 @@ class LLMRepairVectorEnv(VectorEnv):
             self._record(done & (self.autoreset_mode == AutoresetMode.SAME_STEP), a, reward, cost)
         return self._emit(obs, reward, terminated, truncated, info, final, done)
 
-    def _advance(self, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """After the actions took effect: measure every env, then its observation, reward, FLOPs and safety
-        cost, the episode's bookkeeping and the best snapshot. Device tensors only."""
+    def _advance(self, act: torch.Tensor, a: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """After the actions (``act`` on the device, ``a`` on the host) took effect: measure every env, then its
+        observation, reward, FLOPs and safety cost, the episode's bookkeeping and the best snapshot."""
         s = self.state
         s.steps += 1
         flops = self._action_flops[act]

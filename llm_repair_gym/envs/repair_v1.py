@@ -30,8 +30,8 @@ from llm_repair_gym.lm.model import group_names
 from llm_repair_gym.lm.presets import Preset
 from llm_repair_gym.lm.tasks import FAMILIES
 from llm_repair_gym.lm.zoo import zoo_hash
-from llm_repair_gym.repair.actions_v1 import build_actions_v1
-from llm_repair_gym.repair.dynamics import DynamicsConfig, lr_of_level, reset_optimizer
+from llm_repair_gym.repair.actions_v1 import INERT_KINDS, build_actions_v1
+from llm_repair_gym.repair.dynamics import DYNAMICS_V1, DynamicsConfig, lr_of_level, reset_optimizer
 from llm_repair_gym.repair.faults_v1 import FAULT_NAMES_V1, FAULTS_V1, fault_mask, poison_moments
 from llm_repair_gym.repair.features import assemble
 from llm_repair_gym.repair.features_v1 import PRICE_SPAN, build_features_v1, columns_v1
@@ -50,7 +50,7 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
 
     ENV_ID = ENV_ID_V1
 
-    def __init__(self, num_envs: int = 1, preset: str | Preset = "tiny", faults: list[str] | None = None,
+    def __init__(self, num_envs: int = 1, preset: str | Preset = "nano", faults: list[str] | None = None,
                  cost_weight: float = 0.003, crash_penalty: float = 1.0, max_episode_steps: int = 32,
                  device: str | torch.device = "cpu", zoo_seed: int = 0, cache_dir: str | None = None,
                  dynamics: DynamicsConfig | None = None,
@@ -65,8 +65,8 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
                              f"[{MIN_BUDGET}, max_episode_steps]), got {max_episode_steps}")
         self.allowed_faults = fault_mask(faults)
         self._setup(num_envs, preset, device, precision, num_threads, max_episode_steps, cost_weight, crash_penalty,
-                    None, autoreset_mode, instances, output, render_mode, dynamics, zoo_seed, cache_dir, progress,
-                    chunk_envs, compile)
+                    None, autoreset_mode, instances, output, render_mode, dynamics or DYNAMICS_V1, zoo_seed,
+                    cache_dir, progress, chunk_envs, compile)
         bank = bank or DEFAULT_BANK_V1
         self.bank = None
         if instances != "live":
@@ -90,6 +90,7 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
         self.fault_names = list(FAULT_NAMES_V1)
         self._action_flops = torch.tensor([a.flops for a in self.actions], dtype=torch.float64, device=self.device)
         self._is_stop = np.array([a.kind == "stop" for a in self.actions])
+        self._is_inert = np.array([a.kind in INERT_KINDS for a in self.actions])
         self.flops_ref = self.actions[0].flops  # train_all
         self._zoo_test = None  # the zoo models' test accuracy, measured at the first reset
         n_values = sum(len(p.features) for p in self.probes)
@@ -189,11 +190,12 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
         s.snapshot[env_ids] = s.params[env_ids]
         s.healthy_accuracy[env_ids] = self._healthy_test()[s.zoo_model[env_ids]]
         m = measure_free(ctx, s, env_ids)
-        s.accuracy[env_ids] = m.val_accuracy
+        self._remember(m, env_ids)
         s.reset_accuracy[env_ids] = m.val_accuracy
         s.val_start[env_ids] = m.val_accuracy.mean(1)
-        s.crashed[env_ids] = m.crashed
-        s.test_start[env_ids] = s.test_accuracy[env_ids] = test_accuracy(ctx, s, env_ids)
+        if self.bank is None:  # a bank instance brings its test accuracy
+            s.test_accuracy[env_ids] = test_accuracy(ctx, s, env_ids)
+        s.test_start[env_ids] = s.test_accuracy[env_ids]
         for name in ("steps", "flops", "episode_cost", "crashes", "objective", "since_best"):
             getattr(s, name)[env_ids] = 0
         s.snapshot_score[env_ids] = 0
@@ -212,13 +214,14 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
 
     # --- step ----------------------------------------------------------------------------------------
 
-    def _advance(self, act: torch.Tensor):
-        """Measure every env; reward = validation change - price x compute - crash penalty."""
+    def _advance(self, act: torch.Tensor, a: np.ndarray):
+        """Measure the envs whose action changed the model or its data (an inert action keeps the last
+        measurement); reward = validation change - price x compute - crash penalty."""
         s = self.state
         s.steps += 1
         flops = self._action_flops[act]
         s.flops += flops
-        m = measure_free(self.ctx, s, self._all)
+        m = self._measure(~self._is_inert[a])
         newly_crashed = m.crashed & ~s.crashed
         s.crashes += newly_crashed.long()
         reward = (m.val_accuracy.mean(1) - s.accuracy.mean(1)) - s.price * (flops / self.flops_ref).float() \
@@ -226,8 +229,29 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
         cost = (s.accuracy - m.val_accuracy).clamp_min(0).sum(1)  # safety cost: validation accuracy lost
         s.episode_cost += cost
         obs = self._observe(m, s.accuracy)
-        s.accuracy, s.crashed = m.val_accuracy, m.crashed
+        self._remember(m, self._all)
         return obs, reward, flops, cost
+
+    def _measure(self, changed: np.ndarray) -> FreeMeasurement:
+        """A fresh free measurement of the ``changed`` envs (host mask); the last one of the others."""
+        s = self.state
+        if changed.all():
+            return measure_free(self.ctx, s, self._all)
+        last = FreeMeasurement(s.accuracy.clone(), s.val_loss.clone(), s.train_loss.clone(), s.weight_rms.clone(),
+                               s.sparsity.clone(), s.crashed.clone())
+        if changed.any():
+            ids = torch.as_tensor(np.flatnonzero(changed), device=self.device)
+            fresh = measure_free(self.ctx, s, ids)
+            for name in FreeMeasurement.__dataclass_fields__:
+                getattr(last, name)[ids] = getattr(fresh, name)
+        return last
+
+    def _remember(self, m: FreeMeasurement, env_ids: torch.Tensor) -> None:
+        """Keep the measurement ``m`` of ``env_ids`` in the state (what the next inert action observes)."""
+        s = self.state
+        for name, field in (("accuracy", "val_accuracy"), ("val_loss", "val_loss"), ("train_loss", "train_loss"),
+                            ("weight_rms", "weight_rms"), ("sparsity", "sparsity"), ("crashed", "crashed")):
+            getattr(s, name)[env_ids] = getattr(m, field)
 
     def _episode_ends(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``stop`` or the episode's own budget ends it (terminated: the budget is in the observation, so its

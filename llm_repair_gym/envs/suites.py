@@ -77,9 +77,9 @@ SUITE_SPECS: dict[str, dict] = {
                        "training or meta-training; faults drawn live at reset from each episode's seed",
     },
     "LLMRepair-Suite-v1": {
-        "version": 1,
+        "version": 2,  # 1 was cut from the tiny preset's banks, before v1 moved to nano (never ranked on)
         "env_id": "LLMRepair-v1",
-        "env_kwargs": {"preset": "tiny"},
+        "env_kwargs": {"preset": "nano"},
         "references": ["noop", "documented"],
         "held_out": {"zoo_model": [7], "fault_pairs": [list(pair) for pair in HELD_OUT_PAIRS]},
         "description": "train: train-bank instances of zoo models 0-6 (the train bank holds no held-out fault "

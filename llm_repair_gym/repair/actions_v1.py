@@ -37,6 +37,9 @@ from llm_repair_gym.repair.probes import Probe, probe_effect
 from llm_repair_gym.repair.state import RepairState
 
 FROM_V0 = ("train_all", *(f"train_{f}" for f in FAMILIES), "filter_noisy", "restore_data")
+INERT_KINDS = frozenset({"lr", "switch_optimizer", "reset_optimizer", "checkpoint", "probe", "stop"})
+"""Action kinds that change neither the model's parameters nor its data: the free measurement after one would
+estimate the same quantities again, so v1 keeps the last one (no pass, and no reward from a redrawn sample)."""
 
 
 def change_lr(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, direction: int) -> None:

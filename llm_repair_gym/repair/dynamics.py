@@ -60,6 +60,16 @@ class DynamicsConfig:
             raise ValueError("base_lr and trusted_lr must be > 0, and min_lr_level <= 0 <= max_lr_level")
 
 
+DYNAMICS_V1 = DynamicsConfig(batch_size=24, spread_size=32, trusted_size=48, trusted_steps=4)
+"""LLMRepair-v1's sizes: half of v0's examples per gradient step (the same four steps per train action) and
+per training-loss measurement, and an audit (``filter_noisy``, ``probe_data``) that adapts its trusted copy in
+4 steps on 48 examples per family instead of 12 on 96. The fixed validation set stays at 64 examples per
+family: fault injections measure the damage they did on it (v1's free measurement draws its own, see
+:data:`~llm_repair_gym.repair.measure_v1.FREE_VAL_SIZE`). With the ``nano`` preset they make a v1 step about
+four times cheaper than v0's (``benchmarks/throughput.py``); ``benchmarks/calibration_v1.py`` checks that
+every fault still does damage and every documented repair still pays."""
+
+
 @dataclass
 class RepairContext:
     """What stays fixed while envs run: preset, task suite, zoo, dynamics settings, eval ids."""
@@ -73,6 +83,7 @@ class RepairContext:
     trusted_ids: dict[str, torch.Tensor]  # family -> [K] training ids whose labels are known to be clean
     chunk_envs: int = 256  # model work runs on at most this many envs at a time (bounds activation memory)
     compile: bool = False  # run the model work as torch.compile graphs (training.compiled)
+    chunk_examples: int | None = None  # and on about this many examples per forward (None: no such bound)
 
     @property
     def device(self) -> torch.device:
@@ -97,18 +108,24 @@ class Measurement:
     crashed: torch.Tensor  # [n] bool
 
 
+CPU_CHUNK_EXAMPLES = 1024  # examples per forward on the CPU: a chunk's activations stay in the cache
+
+
 def build_context(preset: Preset, task_suite: TaskSuite, zoo_params: torch.Tensor, zoo_fact_tables: torch.Tensor,
                   dyn: DynamicsConfig, chunk_envs: int = 256, compile: bool = False) -> RepairContext:
     """The context of envs on a zoo: the first ``eval_size`` validation examples of each family are the fixed
-    validation set, the last ``trusted_size`` training examples the trusted set (refused when a split is short)."""
+    validation set, the last ``trusted_size`` training examples the trusted set (refused when a split is short).
+    On the CPU, model work also runs on about ``CPU_CHUNK_EXAMPLES`` examples per forward (1.5-2x faster than
+    one large batch, whose activations spill out of the cache; a GPU wants the large batch)."""
     eval_ids = {f: task_suite.split_ids[f]["val"][:dyn.eval_size] for f in FAMILIES}
     if min(ids.numel() for ids in eval_ids.values()) < dyn.eval_size:
         raise ValueError(f"eval_size {dyn.eval_size} exceeds a validation split")
     trusted_ids = {f: task_suite.split_ids[f]["train"][-dyn.trusted_size:] for f in FAMILIES}
     if min(ids.numel() for ids in trusted_ids.values()) < dyn.trusted_size:
         raise ValueError(f"trusted_size {dyn.trusted_size} exceeds a training split")
+    chunk_examples = CPU_CHUNK_EXAMPLES if zoo_fact_tables.device.type == "cpu" else None
     return RepairContext(preset, task_suite, zoo_params, zoo_fact_tables, dyn, eval_ids, trusted_ids, chunk_envs,
-                         compile)
+                         compile, chunk_examples)
 
 
 UNIFORM_MIX: tuple[float, ...] = tuple(1 / len(FAMILIES) for _ in FAMILIES)
@@ -164,9 +181,13 @@ def pool_batches(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, 
     return parts
 
 
-def chunks(ctx: RepairContext, env_ids: torch.Tensor) -> list[tuple[slice, torch.Tensor]]:
-    """``env_ids`` in runs of at most ``ctx.chunk_envs`` (positions within ``env_ids``, and the ids)."""
+def chunks(ctx: RepairContext, env_ids: torch.Tensor, per_env: int = 1) -> list[tuple[slice, torch.Tensor]]:
+    """``env_ids`` in runs of at most ``ctx.chunk_envs`` envs and, for work of ``per_env`` examples per env and
+    forward, about ``ctx.chunk_examples`` examples (positions within ``env_ids``, and the ids). Envs are
+    independent, so the chunking changes no env's numbers, only the speed."""
     n, size = env_ids.numel(), ctx.chunk_envs
+    if ctx.chunk_examples:
+        size = max(1, min(size, ctx.chunk_examples // per_env))
     return [(slice(start, start + size), env_ids[start:start + size]) for start in range(0, n, size)]
 
 
@@ -175,7 +196,7 @@ def train(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, mix: tu
     """``steps`` optimizer steps for some envs on their pools, every batch drawn with family weights ``mix``
     (on ``fact_tables [n, K]`` instead of the true facts, or at ``lr`` instead of the envs' own, where given)."""
     counts = family_counts(mix, ctx.dynamics.batch_size)
-    for rows, ids in chunks(ctx, env_ids):
+    for rows, ids in chunks(ctx, env_ids, ctx.dynamics.batch_size):
         tables = state.fact_tables[ids] if fact_tables is None else fact_tables[rows]
         params, opt = state.params[ids], state.opt.take(ids)
         if lr is not None:
@@ -230,7 +251,7 @@ def filter_pool(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -
     """
     pool = ctx.dynamics.pool_size
     budget = int(ctx.dynamics.filter_max_fraction * pool)
-    for _, ids in chunks(ctx, env_ids):
+    for _, ids in chunks(ctx, env_ids, ctx.dynamics.trusted_size):
         judge = trusted_copy(ctx, state, ids)
         for family in FAMILIES:
             losses, correct = pool_scores(ctx, state, ids, family, judge)
@@ -301,7 +322,8 @@ def measure(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> Me
     together (cut to the family's length); the gradient norms come from one backward on the first
     ``grad_size`` validation examples of every family.
     """
-    parts = [_measure(ctx, state, ids) for _, ids in chunks(ctx, env_ids)]
+    per_env = ctx.dynamics.eval_size + ctx.dynamics.spread_size
+    parts = [_measure(ctx, state, ids) for _, ids in chunks(ctx, env_ids, per_env)]
     if len(parts) <= 1:
         return parts[0] if parts else _measure(ctx, state, env_ids)
     return Measurement(**{f.name: torch.cat([getattr(p, f.name) for p in parts])

@@ -221,7 +221,7 @@ FAULTS_V1: tuple[FaultV1, ...] = (
     FaultV1("data_shift", "data", f"one family's pool is a stuck shard of {SHIFT_SHARD} examples, over-fitted",
             "one family broken, its training loss low", ("refresh_data", "lr_down", "train_all", "train_all",
                                                          "train_all"),
-            "family", 0, 0, False, _inject_data_shift, inject_steps=200, inject_lr=2e-3),
+            "family", 0, 0, False, _inject_data_shift, inject_steps=400, inject_lr=2e-3),
     FaultV1("forgetting", "data", "fine-tuned on one family only (the target); the others decayed",
             "two families broken, high training loss", ("train_all", "train_all", "train_all", "train_all"),
             "family", 0, 0, False, _inject_forgetting, inject_steps=30, inject_lr=2e-3),
@@ -248,7 +248,7 @@ FAULTS_V1: tuple[FaultV1, ...] = (
             "none", 1, 2, True, _inject_hidden_lr, inject_steps=1),
     FaultV1("adam_poison", "optimizer", "AdamW moments poisoned: each step moves every weight ~10^severity x lr",
             "every family broken, lr looks normal; training makes it worse", ("reset_optimizer", *("train_all",) * 4),
-            "none", 1.0, 1.5, False, _inject_adam_poison, inject_steps=3),
+            "none", 1.25, 1.75, False, _inject_adam_poison, inject_steps=3),
 )
 FAULT_NAMES_V1: tuple[str, ...] = tuple(f.name for f in FAULTS_V1)
 GROUP_ORDER = ("optimizer", "parameter", "data")

@@ -5,7 +5,8 @@ with ``instance_seed(config, split, k, attempt)`` and a bank is built once in ba
 (safetensors, manifest, checksums). A draw is kept when it holds no fault, or when its worst family lost
 at least ``min_drop`` validation accuracy; a train-split draw that holds a held-out pair
 (:data:`~llm_repair_gym.repair.faults_v1.HELD_OUT_PAIRS`) is drawn again, so those combinations appear only
-in the test split. Optimizer poison is not stored: it is drawn afresh from the episode's stream at reset.
+in the test split. Optimizer poison is not stored: it is drawn afresh from the episode's stream at reset. Each
+instance stores its test-split accuracy (a function of its parameters), so a reset from the bank scores nothing.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ from llm_repair_gym.repair.instances import (
     instance_seed,
     start_healthy,
 )
+from llm_repair_gym.repair.measure_v1 import test_accuracy
 from llm_repair_gym.repair.rng import BatchedRNG
 from llm_repair_gym.repair.state import RepairStateV1
 from llm_repair_gym.runtime.cache import cache_root, config_hash, load_or_build
 
-BANK_V1_FORMAT = 1  # bump when an injection's code changes what an instance holds (the hash sees only the table)
+BANK_V1_FORMAT = 2  # bump when an injection's code changes what an instance holds (the hash sees only the table)
 DEFAULT_BANK_V1 = BankConfig(min_drop=0.15)
-_FIELDS = ("params", "lr_scale", "faults", "fault_targets", "fault_severities", "noise_rate", "zoo_model")
+_FIELDS = ("params", "lr_scale", "faults", "fault_targets", "fault_severities", "noise_rate", "zoo_model",
+           "test_accuracy")
 _FAMILY_FIELDS = ("pool_ids", "corrupt")
 _GENERATIVE = ("name", "target_kind", "severity_low", "severity_high", "integer_severity", "inject_steps", "inject_lr")
 """The fault-row fields that decide what an instance holds (its texts and documented repair do not)."""
@@ -62,6 +65,8 @@ def blank_state_v1(ctx: RepairContext, n: int, n_probe_values: int, n_probes: in
         has_checkpoint=torch.zeros(n, dtype=torch.bool, device=dev),
         probe_values=torch.zeros(n, n_probe_values, device=dev),
         probe_step=torch.full((n, n_probes), -1, dtype=torch.long, device=dev),
+        val_loss=torch.zeros(n, f, device=dev), train_loss=torch.zeros(n, f, device=dev),
+        weight_rms=torch.zeros(n, ctx.preset.model.n_layer + 1, device=dev), sparsity=zeros.clone(),
         test_start=torch.zeros(n, f, device=dev), test_accuracy=torch.zeros(n, f, device=dev), val_start=zeros.clone(),
         crashes=torch.zeros(n, dtype=torch.long, device=dev), objective=zeros.clone(),
     )
@@ -148,6 +153,7 @@ def build_instances_v1(ctx: RepairContext, config: BankConfig, split: str,
                                  device=ctx.device)
             state.rng.reseed(env_ids, seeds)
             start_live_v1(ctx, state, env_ids)
+            state.test_accuracy[env_ids] = test_accuracy(ctx, state, env_ids)
             tensors = {name: getattr(state, name)[env_ids] for name in _FIELDS}
             for name in _FAMILY_FIELDS:
                 tensors |= {f"{name}.{f}": getattr(state, name)[f][env_ids] for f in FAMILIES}
@@ -186,7 +192,7 @@ def load_bank_v1(ctx: RepairContext, config: BankConfig, split: str, zoo_hash: s
     size, k, f, pool = config.size(split), len(FAULTS_V1), len(FAMILIES), ctx.dynamics.pool_size
     shapes = {"params": (size, ctx.layout.size), "lr_scale": (size,), "faults": (size, k), "fault_targets": (size, k),
               "fault_severities": (size, k), "noise_rate": (size, f), "zoo_model": (size,), "seed": (size,),
-              "attempt": (size,), "accuracy": (size, f),
+              "attempt": (size,), "accuracy": (size, f), "test_accuracy": (size, f),
               **{f"{name}.{fam}": (size, pool) for name in _FAMILY_FIELDS for fam in FAMILIES}}
 
     def check(tensors: dict[str, torch.Tensor]) -> None:

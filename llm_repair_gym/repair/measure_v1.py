@@ -2,7 +2,7 @@
 
 The free measurement is forward passes only (gradient statistics are a paid probe in v1):
 
-* validation accuracy and loss per family on ``eval_size`` examples drawn afresh from the validation split
+* validation accuracy and loss per family on ``FREE_VAL_SIZE`` examples drawn afresh from the validation split
   for every measurement, from each env's own stream. A fixed sample would let an agent stop on a lucky
   draw of it; a fresh one is an unbiased, independent estimate each time (binomial sd about 0.02 at 0.97),
   and the reward telescopes to the test-split objective anyway (see the env), so luck never pays;
@@ -25,7 +25,8 @@ from llm_repair_gym.lm.training import compiled
 from llm_repair_gym.repair.dynamics import LOSS_CAP, RepairContext, chunks
 from llm_repair_gym.repair.state import RepairState
 
-TEST_SIZE = 200  # test examples per family in the objective (the tiny preset's fact test split holds 205)
+TEST_SIZE = 200  # test examples per family in the objective (the fact family's test split holds 205)
+FREE_VAL_SIZE = 32  # validation examples per family drawn afresh for every free measurement
 
 
 @dataclass
@@ -61,7 +62,8 @@ def fresh_ids(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, fam
 @torch.no_grad()
 def measure_free(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> FreeMeasurement:
     """The free measurement of ``env_ids`` (one no-grad forward per family and chunk; see the module)."""
-    parts = [_measure(ctx, state, ids) for _, ids in chunks(ctx, env_ids)]
+    per_env = FREE_VAL_SIZE + ctx.dynamics.spread_size
+    parts = [_measure(ctx, state, ids) for _, ids in chunks(ctx, env_ids, per_env)]
     if len(parts) == 1:
         return parts[0]
     return FreeMeasurement(*(torch.cat([getattr(p, name) for p in parts])
@@ -77,17 +79,17 @@ def _measure(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> F
     spread = slice(0, dyn.spread_size)
     val_loss, val_acc, train_loss = [], [], []
     for family in FAMILIES:
-        eval_ids = fresh_ids(ctx, state, env_ids, family, "val", dyn.eval_size)
+        eval_ids = fresh_ids(ctx, state, env_ids, family, "val", FREE_VAL_SIZE)
         pool_ids = state.pool_ids[family][env_ids][:, spread]
         clean = torch.zeros_like(eval_ids, dtype=torch.bool)
         corrupt = torch.cat([clean, state.corrupt[family][env_ids][:, spread]], 1)
         losses, correct = score(views, cfg, ctx.task_suite.batch(family, torch.cat([eval_ids, pool_ids], 1), tables,
                                                                  corrupt))
         losses = torch.nan_to_num(losses, nan=LOSS_CAP, posinf=LOSS_CAP).clamp_max(LOSS_CAP)
-        val_loss.append(losses[:, :dyn.eval_size].mean(1))
-        val_acc.append(correct[:, :dyn.eval_size].float().mean(1))
+        val_loss.append(losses[:, :FREE_VAL_SIZE].mean(1))
+        val_acc.append(correct[:, :FREE_VAL_SIZE].float().mean(1))
         kept = state.keep[family][env_ids][:, spread].float()
-        train_loss.append((losses[:, dyn.eval_size:] * kept).sum(1) / kept.sum(1).clamp_min(1))
+        train_loss.append((losses[:, FREE_VAL_SIZE:] * kept).sum(1) / kept.sum(1).clamp_min(1))
     # float64 sums: env i must see the same bits whether it runs alone or beside others
     rms = torch.stack([torch.cat([params[:, s] for s in spans], 1).double().pow(2).mean(1).sqrt()
                        for _, spans in weight_groups(ctx)], 1).float()
@@ -107,7 +109,7 @@ def _measure(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> F
 def test_accuracy(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor) -> torch.Tensor:
     """Exact match ``[n, F]`` on the first ``TEST_SIZE`` test examples of each family (0 for a diverged model)."""
     out = []
-    for _, ids in chunks(ctx, env_ids):
+    for _, ids in chunks(ctx, env_ids, TEST_SIZE):
         params = state.params[ids]
         views, tables = ctx.layout.views(params), state.fact_tables[ids]
         score = compiled(score_batch) if ctx.compile else score_batch

@@ -109,6 +109,10 @@ class RepairStateV1(RepairState):
     has_checkpoint: torch.Tensor  # [N] bool: the agent took a checkpoint (``snapshot``) this episode
     probe_values: torch.Tensor  # [N, Q]: the last result of every probe (0 where never measured)
     probe_step: torch.Tensor  # [N, R] long: the step each probe last ran at, -1 when not this episode
+    val_loss: torch.Tensor  # [N, F]: the last free measurement's validation loss (with ``accuracy``, ``crashed``,
+    train_loss: torch.Tensor  # [N, F]  ``train_loss``, ``weight_rms`` and ``sparsity``: what an inert action
+    weight_rms: torch.Tensor  # [N, W]  observes again; W weight groups)
+    sparsity: torch.Tensor  # [N]
     test_start: torch.Tensor  # [N, F]: test-split accuracy at reset
     test_accuracy: torch.Tensor  # [N, F]: test-split accuracy at the last test measurement (reset, episode end)
     val_start: torch.Tensor  # [N]: mean validation accuracy measured at reset
