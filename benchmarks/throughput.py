@@ -22,6 +22,9 @@ threads or caches do not slow the next. Sections:
   same device and precision.
 * **memory**: peak memory (CUDA: allocated; CPU: resident set) per env, as the marginal cost between the
   smallest and the largest N of the sweep.
+* **training run**: env-steps/s of a whole Stable-Baselines3 PPO run (``--train-steps`` env steps over
+  ``--train-num-envs`` envs through ``SB3VecEnv``, the env's hyperparameters from ``agents/hyperparams``), the
+  learner's rollouts, normalisation and updates included, and the share of its wall time spent in the env.
 """
 
 from __future__ import annotations
@@ -185,6 +188,45 @@ def model_flops_per_step(env_id: str) -> float:
     return env.actions[0].flops + measure
 
 
+def training_run(spec: dict) -> dict:
+    """Env-steps/s of an SB3 PPO run on the native vector env, learner included, and the env's share of it."""
+    import torch
+    from stable_baselines3.common.vec_env import VecEnvWrapper, VecMonitor, VecNormalize
+
+    from agents.sb3_baselines import build_model, load_hyperparams, normalize_kwargs
+    from llm_repair_gym.integrations.sb3 import make_sb3_vec_env
+
+    class EnvClock(VecEnvWrapper):
+        """Adds up the wall time spent inside the env's steps."""
+
+        seconds = 0.0
+
+        def reset(self):
+            return self.venv.reset()
+
+        def step_wait(self):
+            start = time.perf_counter()
+            out = self.venv.step_wait()
+            EnvClock.seconds += time.perf_counter() - start
+            return out
+
+    torch.set_num_threads(spec["threads"])
+    hyperparams = load_hyperparams("ppo", spec["env_id"])
+    venv = EnvClock(VecMonitor(make_sb3_vec_env(spec["env_id"], spec["num_envs"], seed=spec["seed"],
+                                                device=spec["device"], precision=spec["precision"], progress=False,
+                                                num_threads=spec["threads"])))
+    norm = normalize_kwargs(hyperparams)
+    if norm is not None:
+        venv = VecNormalize(venv, **{"norm_reward": False, **norm})
+    model = build_model("ppo", venv, hyperparams, seed=spec["seed"], device="cpu")
+    start = time.perf_counter()
+    model.learn(spec["steps"])
+    wall = time.perf_counter() - start
+    venv.close()
+    return {"algo": "ppo", "num_envs": spec["num_envs"], "steps": int(model.num_timesteps),
+            "steps_per_s": model.num_timesteps / wall, "env_share": EnvClock.seconds / wall, "wall_s": wall}
+
+
 def _in_subprocess(fn, spec: dict) -> dict:
     ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool:
@@ -205,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--matmul-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-steps", type=int, default=8192, help="env steps of the PPO training run (0: none)")
+    parser.add_argument("--train-num-envs", type=int, default=64, help="envs of the PPO training run")
     parser.add_argument("--out-dir", type=Path, default=Path("results/throughput"))
     args = parser.parse_args(argv)
     gpu = args.device.startswith("cuda")
@@ -226,8 +270,11 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(_in_subprocess(run_config, {**base, "num_envs": n, "sync": sync,
                                                 "steps": max(2, timed // 2) if sync else timed}))
     peak = _in_subprocess(matmul_peak, base)
+    run = None
+    if args.train_steps > 0:
+        run = _in_subprocess(training_run, {**base, "num_envs": args.train_num_envs, "steps": args.train_steps})
     flops = model_flops_per_step(args.env_id)
-    report = _report(rows, peak, flops, base)
+    report = _report(rows, peak, flops, base, run)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     prefix = "" if args.env_id == "LLMRepair-v0" else f"{args.env_id}-"  # v0's files keep their names
     stem = f"throughput-{prefix}{args.device.replace(':', '')}-{args.precision}"
@@ -239,7 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
-def _report(rows: list[dict], peak: dict, flops_per_step: float, base: dict) -> dict:
+def _report(rows: list[dict], peak: dict, flops_per_step: float, base: dict, run: dict | None = None) -> dict:
     native = sorted((r for r in rows if not r["sync"] and r["num_envs"]), key=lambda r: r["num_envs"])
     sync = {r["num_envs"]: r for r in rows if r["sync"]}
     single = next(r for r in rows if r["num_envs"] is None)
@@ -281,8 +328,12 @@ def _report(rows: list[dict], peak: dict, flops_per_step: float, base: dict) -> 
                   f"{high['peak_memory_bytes'] / 2**30:.2f} GiB"]
     else:
         per_env = None
+    if run is not None:
+        lines += ["", f"training run (SB3 PPO, N={run['num_envs']}, {run['steps']} env steps, learner included): "
+                  f"{run['steps_per_s']:.1f} env-steps/s; the env takes {run['env_share']:.0%} of its wall time "
+                  f"(100k steps: {1e5 / run['steps_per_s'] / 60:.1f} min)"]
     return {"rows": rows, "matmul": peak, "model_flops_per_train_all_step": flops_per_step,
-            "memory_per_env_bytes": per_env, "markdown": "\n".join(lines) + "\n"}
+            "memory_per_env_bytes": per_env, "training_run": run, "markdown": "\n".join(lines) + "\n"}
 
 
 def _plot(report: dict, path: Path) -> None:

@@ -196,7 +196,7 @@ def train(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, mix: tu
     """``steps`` optimizer steps for some envs on their pools, every batch drawn with family weights ``mix``
     (on ``fact_tables [n, K]`` instead of the true facts, or at ``lr`` instead of the envs' own, where given)."""
     counts = family_counts(mix, ctx.dynamics.batch_size)
-    for rows, ids in chunks(ctx, env_ids, ctx.dynamics.batch_size):
+    for rows, ids in chunks(ctx, env_ids, max(counts)):  # a forward runs one family's part
         tables = state.fact_tables[ids] if fact_tables is None else fact_tables[rows]
         params, opt = state.params[ids], state.opt.take(ids)
         if lr is not None:
