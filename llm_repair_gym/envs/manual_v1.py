@@ -61,8 +61,10 @@ def build_manual_v1() -> str:
     the reward adds `(T_end - V_end) - (T_0 - V_0)`, T the mean accuracy on the first {TEST_SIZE} test examples
     of each family, so the undiscounted return equals the objective exactly:
     `T_end - T_0 - price * total flops / flops_ref - crash_penalty * crashes` (`info["objective"]` at the end).
-    A lucky validation draw cannot pay: the return only depends on the test split. `info["cost"]` is the
-    validation accuracy lost this step.""",
+    A lucky validation draw cannot pay: the return only depends on the test split. An action that changes
+    neither the model nor its data (a probe, `lr_up`, `lr_down`, `switch_optimizer`, `reset_optimizer`,
+    `checkpoint`, `stop`) measures nothing: the observation repeats the last measurement and V does not move.
+    `info["cost"]` is the validation accuracy lost this step.""",
         "Starting State": f"""\
     An instance from the v1 bank (`instances="train"`/`"test"`; built once per preset, zoo and dynamics) or
     made live. Train-split instances never hold the held-out pairs {pairs}; the test split does. A faulted
@@ -84,5 +86,7 @@ def build_manual_v1() -> str:
     (the set's names joined by `+`, `none` if empty), `fault.target`, `fault.severity` (the largest),
     `price`, `budget`, `test_score`, `objective`. `healthy_accuracy` is the zoo model's test accuracy.""",
         "Version History": """\
-    * v1 (0.7): initial version.""",
+    * v1 (0.7): initial version. Before any board ranked on it, it moved from the tiny preset to nano and
+      `DYNAMICS_V1` (about four times cheaper per step), stopped measuring after inert actions, and its
+      suite was refrozen (`LLMRepair-Suite-v1` version 2).""",
     })
