@@ -13,7 +13,7 @@ and the objective (test gain minus the episode's compute price) of each strategy
 instance's documented repair gained test accuracy. Results go to ``results/calibration_v1/calibration_v1.json``
 and a Markdown table to stdout.
 
-    python -m benchmarks.calibration_v1 --num-envs 8 --seed 0          # singles, ~5 min on 2 cores
+    python -m benchmarks.calibration_v1 --num-envs 8 --seed 0          # singles, ~2 min on 2 cores
     python -m benchmarks.calibration_v1 --num-envs 4 --pairs            # and all 55 pairs
 """
 

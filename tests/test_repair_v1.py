@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import llm_repair_gym  # noqa: F401  (registers the ids)
 from llm_repair_gym import testing as micro_settings
@@ -108,6 +109,7 @@ def test_registered_and_passes_gymnasium_and_vector_checkers(micro):
         warnings.simplefilter("always")
         check_env(env.unwrapped)
     assert not [str(w.message) for w in caught if "gymnasium" in w.filename]
+    sb3_check_env(env.unwrapped, warn=True)
     check_vector_env("LLMRepair-v1", num_envs=2, seed=3, n_steps=4, **micro)
     vec = gym.make_vec("LLMRepair-v1", num_envs=2, **micro)
     assert isinstance(vec, LLMRepairV1VectorEnv)

@@ -181,7 +181,7 @@ def pool_batches(ctx: RepairContext, state: RepairState, env_ids: torch.Tensor, 
     return parts
 
 
-def chunks(ctx: RepairContext, env_ids: torch.Tensor, per_env: int = 1) -> list[tuple[slice, torch.Tensor]]:
+def chunks(ctx: RepairContext, env_ids: torch.Tensor, per_env: int) -> list[tuple[slice, torch.Tensor]]:
     """``env_ids`` in runs of at most ``ctx.chunk_envs`` envs and, for work of ``per_env`` examples per env and
     forward, about ``ctx.chunk_examples`` examples (positions within ``env_ids``, and the ids). Envs are
     independent, so the chunking changes no env's numbers, only the speed."""

@@ -4,7 +4,7 @@ The free measurement is forward passes only (gradient statistics are a paid prob
 
 * validation accuracy and loss per family on ``FREE_VAL_SIZE`` examples drawn afresh from the validation split
   for every measurement, from each env's own stream. A fixed sample would let an agent stop on a lucky
-  draw of it; a fresh one is an unbiased, independent estimate each time (binomial sd about 0.02 at 0.97),
+  draw of it; a fresh one is an unbiased, independent estimate each time (binomial sd about 0.03 at 0.97),
   and the reward telescopes to the test-split objective anyway (see the env), so luck never pays;
 * training loss per family on the first ``spread_size`` kept pool examples (labels as given);
 * the RMS of every group's weight matrices (LayerNorm gains and biases left out), sparsity, divergence.
