@@ -18,8 +18,9 @@ import numpy as np
 from agents.replay import NStepWindows
 from llm_repair_gym.rl.rollout import Rollout
 
-DEMONSTRATORS = ("heuristic",)
-"""Policies that can demonstrate: the observation-only :class:`agents.heuristic.HeuristicPolicy`."""
+DEMONSTRATORS = ("heuristic", "rules_v1")
+"""Policies that can demonstrate: the observation-only :class:`agents.heuristic.HeuristicPolicy` (LLMRepair-v0)
+and :class:`agents.rules_v1.RulesV1Policy` (LLMRepair-v1)."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,10 @@ def learn_from_demonstrations(agent, env, plan: DemonstrationPlan, seed: int, pr
     """DQfD's first phase for ``agent`` on vector env ``env``: play the demonstrator (its resets seeded from
     ``seed``, apart from the learner's own), keep its transitions, and pretrain on them. Returns what happened."""
     from agents.heuristic import HeuristicPolicy
+    from agents.rules_v1 import RulesV1Policy
 
-    demonstrator = HeuristicPolicy(env.unwrapped.action_names, env.unwrapped.feature_names)
+    policy = {"heuristic": HeuristicPolicy, "rules_v1": RulesV1Policy}[plan.demonstrator]
+    demonstrator = policy(env.unwrapped.action_names, env.unwrapped.feature_names)
     reset_seed = int(np.random.default_rng([seed, 1]).integers(2**31))
     demos = collect_demonstrations(env, demonstrator, plan.env_steps, agent.config.n_step, agent.config.gamma,
                                    seed=reset_seed, progress=progress)

@@ -4,8 +4,8 @@
 ``policy.json`` (kind, env id, package version, the observation's feature names, features the agent was
 trained blind to, and any figures worth keeping). ``load_policy(folder)`` returns a policy with
 ``reset(env_mask)`` and ``act(obs, info)`` (for Stable-Baselines3 models saved by
-``agents.sb3_baselines.save_policy`` too), the interface ``llm_repair_gym.rl.episodes.run_episodes``
-drives, so a published agent's score can be replayed::
+``agents.sb3_baselines.save_policy`` and the planner's plan table too), the interface
+``llm_repair_gym.rl.episodes.run_episodes`` drives, so a published agent's score can be replayed::
 
     from agents import load_policy
     policy = load_policy("agents/checkpoints/LLMRepair-v0/dqn_nstep")
@@ -23,7 +23,7 @@ import numpy as np
 from agents.dqn import DQNAgent
 
 POLICY_FILE = "policy.json"
-KINDS = ("dqn", "sb3", "tabular_q")
+KINDS = ("dqn", "sb3", "tabular_q", "planner", "troubleshooter")
 
 
 class CheckpointPolicy:
@@ -64,8 +64,9 @@ def save_checkpoint(agent: DQNAgent, folder: str | Path, env_id: str, feature_na
 
 def load_policy(folder: str | Path, device: str | None = None):
     """The policy saved in ``folder`` by :func:`save_checkpoint` (our DQN), by ``scripts/train_tabular_q.py``
-    (tabular Q: ``agent.npz`` and the observation's bins) or by ``agents.sb3_baselines.save_policy`` (a
-    Stable-Baselines3 model)."""
+    (tabular Q: ``agent.npz`` and the observation's bins), by ``agents.sb3_baselines.save_policy`` (a
+    Stable-Baselines3 model) or by :func:`agents.planner.save_table` (the privileged planner's plan table) or
+    :func:`agents.troubleshooter.save_model` (the troubleshooter's fitted model)."""
     folder = Path(folder)
     try:
         meta = json.loads((folder / POLICY_FILE).read_text())
@@ -75,6 +76,14 @@ def load_policy(folder: str | Path, device: str | None = None):
         raise ValueError(f"{folder / POLICY_FILE} is not a policy description (kind one of {KINDS}, feature_names)")
     if meta["kind"] == "tabular_q":
         return _tabular_policy(folder, meta)
+    if meta["kind"] == "planner":
+        from agents.planner import load_planner
+
+        return load_planner(folder)
+    if meta["kind"] == "troubleshooter":
+        from agents.troubleshooter import load_troubleshooter
+
+        return load_troubleshooter(folder)
     if meta["kind"] == "sb3":
         from agents.sb3_baselines import load_sb3_policy  # needs the optional stable-baselines3
 

@@ -52,14 +52,18 @@ ORACLE = AgentSpec("reference", "the scripted repair for the fault it reads from
                    policy=lambda actions, features, seed: OraclePolicy(actions, features), env_ids=("LLMRepair-v0",),
                    rank=3)
 TABULAR_Q = _trained(4, "tabular Q-learning on the discretized observation", _train_tabular_q,
-                     ("scripts/train_tabular_q.py",))
-DQN = _trained(5, "our DQN", _train_dqn, ("scripts/train_dqn.py",))
+                     ("scripts/train_tabular_q.py",), env_ids=EVERY_ENV)
+DQN = _trained(5, "our DQN", _train_dqn, ("scripts/train_dqn.py",), env_ids=EVERY_ENV)
 DQFD = _trained(6, "our DQN from the heuristic's demonstrations (DQfD)", _train_dqn,
                 ("scripts/train_dqn.py", "--demonstrations", "heuristic"))
-SB3_PPO = _trained(7, "Stable-Baselines3 PPO", _train_sb3, ("scripts/train_sb3.py", "--algo", "ppo"))
-SB3_A2C = _trained(8, "Stable-Baselines3 A2C", _train_sb3, ("scripts/train_sb3.py", "--algo", "a2c"))
-SB3_DQN = _trained(9, "Stable-Baselines3 DQN", _train_sb3, ("scripts/train_sb3.py", "--algo", "dqn"))
-SB3_QRDQN = _trained(10, "sb3-contrib QR-DQN", _train_sb3, ("scripts/train_sb3.py", "--algo", "qrdqn"))
+SB3_PPO = _trained(7, "Stable-Baselines3 PPO", _train_sb3, ("scripts/train_sb3.py", "--algo", "ppo"),
+                   env_ids=EVERY_ENV)
+SB3_A2C = _trained(8, "Stable-Baselines3 A2C", _train_sb3, ("scripts/train_sb3.py", "--algo", "a2c"),
+                   env_ids=EVERY_ENV)
+SB3_DQN = _trained(9, "Stable-Baselines3 DQN", _train_sb3, ("scripts/train_sb3.py", "--algo", "dqn"),
+                   env_ids=EVERY_ENV)
+SB3_QRDQN = _trained(10, "sb3-contrib QR-DQN", _train_sb3, ("scripts/train_sb3.py", "--algo", "qrdqn"),
+                     env_ids=EVERY_ENV)
 DQFD_CARRIED = AgentSpec("checkpoint", "the carried DQfD agent (seed 1; trained on the whole train bank, before the "
                          "suite existed, so it met zoo model 7)", load=load_policy,
                          checkpoint="agents/checkpoints/LLMRepair-v0/dqfd", root=ROOT, env_ids=("LLMRepair-v0",),
@@ -73,3 +77,13 @@ RULES_V1 = AgentSpec("reference", "LLMRepair-v1: cheap probes, the fixes they po
 DOCUMENTED = AgentSpec("reference", "LLMRepair-v1: the documented repair of the fault set it reads from info "
                        "(privileged)", policy=lambda actions, features, seed: DocumentedRepairPolicy(actions),
                        env_ids=("LLMRepair-v1",), rank=14)
+PLANNER = AgentSpec("checkpoint", "LLMRepair-v1: the privileged planner (a beam search over repair plans on copies "
+                    "of each test entry, scored on the test split; the v1 board's 1)", load=load_policy,
+                    checkpoint="agents/checkpoints/LLMRepair-v1/planner", root=ROOT, env_ids=("LLMRepair-v1",),
+                    rank=15)
+TROUBLESHOOTER = AgentSpec("checkpoint", "LLMRepair-v1: decision-theoretic troubleshooting (beliefs fitted on the "
+                           "train split; probes worth their price, then repairs by benefit over cost; observation "
+                           "only)", load=load_policy, checkpoint="agents/checkpoints/LLMRepair-v1/troubleshooter",
+                           root=ROOT, env_ids=("LLMRepair-v1",), rank=16)
+DQFD_RULES = _trained(17, "our DQN from rules_v1's demonstrations (DQfD; LLMRepair-v1)", _train_dqn,
+                      ("scripts/train_dqn.py", "--demonstrations", "rules_v1"), env_ids=("LLMRepair-v1",))

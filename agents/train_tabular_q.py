@@ -1,12 +1,13 @@
-"""Train tabular Q-learning on LLMRepair-v0 through ``DiscretizeObservation``, save it, evaluate it.
+"""Train tabular Q-learning on LLMRepair-v0 or v1 through ``DiscretizeObservation``, save it, evaluate it.
 
     python -m agents.train_tabular_q --env-id LLMRepair-v0 --seed 1 --num-envs 16 --total-steps 4000
 
-The Box observation is cut into ``llm_repair_gym.envs.wrappers.DEFAULT_BINS`` (validation accuracy per family,
-lr, loss spread, budget: 216 states). The agent learns on the native vector env and is evaluated greedily on
-held-out evaluation set ``--eval-set`` (default: the seed). Writes, under ``--out-dir``: ``agent.npz``
-(``TabularQAgent.load``) with ``policy.json`` (``agents.load_policy``), ``train.csv`` (episodic return and
-length by env step, ``llm_repair_gym.rl.training_log``) and ``eval.json``.
+The Box observation is cut into bins (``llm_repair_gym.envs.wrappers.default_bins``: validation accuracy per
+family, lr, loss spread and budget on LLMRepair-v0, the episode's price for the loss spread on v1; 216 states). The
+agent learns on the native vector env and is evaluated greedily on held-out evaluation set ``--eval-set`` (default:
+the seed). Writes, under ``--out-dir``: ``agent.npz`` (``TabularQAgent.load``) with ``policy.json``
+(``agents.load_policy``), ``train.csv`` (episodic return and length by env step, ``llm_repair_gym.rl.training_log``)
+and ``eval.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from agents.loading import POLICY_FILE
 from agents.schedules import LinearSchedule
 from agents.tabular_q import TabularQAgent
 from llm_repair_gym._version import __version__
-from llm_repair_gym.envs.wrappers import DEFAULT_BINS, VectorDiscretizeObservation
+from llm_repair_gym.envs.wrappers import VectorDiscretizeObservation
 from llm_repair_gym.rl.episodes import (
     GreedyPolicy,
     add_run_arguments,
@@ -58,11 +59,12 @@ def main(argv: list[str] | None = None) -> dict:
     agent.learn(env, args.total_steps, progress_bar=True, log_path=out_dir / LOG_FILE)
     train_seconds = time.perf_counter() - start
     discretizer, feature_names = env.discretizer, list(env.unwrapped.feature_names)
+    bins = {name: edges.tolist() for name, edges in zip(discretizer.names, discretizer.edges)}
     env.close()
     agent.save(out_dir / "agent.npz")
     (out_dir / POLICY_FILE).write_text(json.dumps({
         "kind": "tabular_q", "env_id": args.env_id, "package_version": __version__,
-        "feature_names": feature_names, "bins": {k: list(v) for k, v in DEFAULT_BINS.items()},
+        "feature_names": feature_names, "bins": bins,
         "seed": args.seed, "total_steps": agent.num_steps}, indent=1))
 
     eval_set = args.seed if args.eval_set is None else args.eval_set
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = evaluate_and_save(args.env_id, policy, eval_set, args.eval_episodes, out_dir, device=args.device,
                                 env_kwargs=args.env_kwargs, agent="tabular_q", seed=args.seed,
                                 total_steps=agent.num_steps,
-                                train_seconds=train_seconds, bins={k: list(v) for k, v in DEFAULT_BINS.items()},
+                                train_seconds=train_seconds, bins=bins,
                                 visited_states=int((agent.q_table != 0).any(1).sum()))
     print(f"tabular Q seed {args.seed}: {agent.num_steps} steps in {train_seconds / 60:.1f} min; held-out return "
           f"{summary['mean_return']:.3f} ± {summary['ci95']:.3f} over {summary['episodes']} episodes -> {out_dir}")

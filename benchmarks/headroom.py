@@ -1,235 +1,216 @@
-"""How much better than the observation-only heuristic can a repair be? One-step lookahead over its rollouts.
+"""Headroom on LLMRepair-v1: where the rules, the troubleshooter and the learners stand between the no-op and the
+privileged planner, entry by entry, and whether the planner's search has converged.
 
-    python -m benchmarks.headroom --seeds 1 --per-fault 4   # about an hour on one core
+    llm-repair-gym run --agents noop random rules_v1 troubleshooter documented planner \\
+        --suite LLMRepair-Suite-v1 --split test --seeds 10 --out-dir benchmarks/leaderboard-v1
+    python -m benchmarks.headroom benchmarks/leaderboard-v1/episodes --out-dir benchmarks/results/headroom-v1
 
-The rollout algorithm (Bertsekas & Tsitsiklis, 1996; Bertsekas, 2019, ch. 2) improves a base policy by
-simulation: in every state it tries each action once, lets the base policy finish the episode from there,
-and takes the action whose simulated return is best. In a deterministic env its return is never below the
-base policy's (the base policy's own action is always one of those tried). LLMRepair-v0 is deterministic
-given an episode's seed and actions, so the env's saved states (``get_state`` / ``set_state``) make the
-simulation exact: every action of a decision runs in its own env slot from copies of one state, and the
-chosen one is replayed.
+It reads the runner's results on ``LLMRepair-Suite-v1``'s test split and normalizes them as the board does
+(:mod:`llm_repair_gym.bench.scores`: per entry, the no-op's mean return is 0 and the planner's is 1). It also
+plays the planner at every lower search effort itself (:class:`agents.planner.PlannerPolicy` with
+``effort=e``: only the candidates of the first ``e`` levels), on the same episodes as the runner's runs, so
+the reader sees how the ceiling grows with search, and reports the search's cost (rollout steps per entry).
 
-The lookahead policy is privileged (it simulates the future, and it sees the validation accuracy that the
-reward is measured on, noise included), so its score is not a learner's: it is an estimate of the headroom
-above the heuristic that policy improvement can find, entry by entry. Scores are normalized the way the
-leaderboard does (``llm_repair_gym.bench.scores``): per suite entry, no-op = 0 and oracle = 1, using the
-mean returns of the carried reference runs in ``--references`` (``benchmarks/leaderboard/episodes``).
+The analytic cap of an entry and run is what restoring the healthy model would score at the cheapest compute a
+known repair needs: (healthy test score - test score at reset) - price x the compute of the documented repair's
+non-training actions. It ignores the training most repairs need, so it bounds every policy from above up to the
+test score's noise.
 
-Because the lookahead also exploits the luck of the validation examples, every episode's final model is
-scored once more on the task suite's test split, which neither the reward nor the observation ever sees:
-an improvement a learner could hope to find shows there too; a lucky draw does not.
-
-Writes ``headroom.json`` (per entry: fault, both returns and action sequences, the heuristic's choice at
-every step, both final models' accuracy per family on the validation examples and on the test split;
-finished entries are kept when the command is run again), ``headroom.png``, and prints the per-fault
-summary.
+Outputs: ``headroom.json`` (per agent: the normalized mean with a whole-run interval, the mean return, by
+fault type and by fault-set size; the planner's mean by effort and its search cost; per entry the references,
+the cap and every agent's mean return; the issue's bar on the best observation-only rule policy) and
+``headroom.png`` (mean normalized score per fault type: every agent, with the cap).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import json
+from collections import defaultdict
 from pathlib import Path
 
 import gymnasium as gym
+import matplotlib
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import llm_repair_gym  # noqa: F401  (registers the env ids)
-from agents.heuristic import HeuristicPolicy
+from agents.planner import CARRIED, ROLLOUT_STEPS, TAIL_GRID, load_planner
+from llm_repair_gym.bench.plots import agent_colors
 from llm_repair_gym.bench.results import read_many
-from llm_repair_gym.bench.scores import entry_bounds
-from llm_repair_gym.bench.verify import ReplayPolicy
+from llm_repair_gym.bench.scores import entry_bounds, run_mean_interval, score_matrices
 from llm_repair_gym.envs.suites import load_suite
-from llm_repair_gym.repair.dynamics import validation_accuracy
-from llm_repair_gym.rl.episodes import env_names
+from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.rl.episodes import run_episodes
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+SUITE = "LLMRepair-Suite-v1"
+RULES = ("rules_v1", "troubleshooter", "heuristic")
+"""Observation-only rule policies: the bar is on the best of them."""
+BAR = {"best_rules_mean_at_most": 0.6, "best_rules_upper_below": 0.7, "planner_lead_at_least": 0.3}
 
 
-def lookahead_episode(env, heuristic: HeuristicPolicy, seed: int, instance: int, stop: int) -> dict:
-    """Play one episode with one-step lookahead over the heuristic. Env slot ``k`` tries action ``k``; every slot
-    holds the same episode, so the chosen action is replayed in all of them. ``estimates[t]`` is the simulated
-    return of the chosen action from step ``t`` on; ``heuristic_return`` is the heuristic's own episode (the
-    branch of its first choice)."""
-    n = env.num_envs
-    obs, info = env.reset(seed=[seed] * n, options={"instance": [instance] * n})
-    heuristic.reset(np.ones(n, dtype=bool))
-    total, actions, base_actions, estimates = 0.0, [], [], []
-    done = False
-    while not done:
-        state = env.get_state()
-        base = int(heuristic.act(obs, info)[0])  # the heuristic's choice (and its counters after choosing)
-        after_choice = copy.deepcopy(heuristic.counters)
-        values = _branch_values(env, heuristic, obs, info, stop)
-        best = base if values[base] >= values.max() - 1e-9 else int(np.argmax(values))
-        env.set_state(state)
-        heuristic.counters = after_choice
-        obs, reward, terminated, truncated, info = env.step(np.full(n, best))
-        total += float(reward[0])
-        actions.append(best)
-        base_actions.append(base)
-        estimates.append(float(values[best]))
-        if len(actions) == 1:
-            heuristic_return = float(values[base])
-        done = bool(terminated[0] or truncated[0])
-    return {"return": total, "heuristic_return": heuristic_return, "actions": actions,
-            "heuristic_choices": base_actions, "estimates": estimates}
-
-
-def final_accuracy(env, seed: int, instance: int, policy) -> dict[str, list[float]]:
-    """Play one episode in the one-env vector ``env`` with ``policy`` (``reset``/``act``) and score the final
-    model per family on the validation examples the reward uses and on the task suite's test split, which
-    neither the reward nor the observation ever sees."""
-    obs, info = env.reset(seed=[seed], options={"instance": [instance]})
-    policy.reset(np.ones(1, dtype=bool))
-    done = False
-    while not done:
-        obs, _, terminated, truncated, info = env.step(policy.act(obs, info))
-        done = bool(terminated[0] or truncated[0])
-    ctx, state = env.unwrapped.ctx, env.unwrapped.state
-    test_ids = {family: ids["test"] for family, ids in ctx.task_suite.split_ids.items()}
-    return {"val": validation_accuracy(ctx, state.params, state.fact_tables)[0].tolist(),
-            "test": validation_accuracy(dataclasses.replace(ctx, eval_ids=test_ids), state.params,
-                                        state.fact_tables)[0].tolist()}
-
-
-def _branch_values(env, heuristic: HeuristicPolicy, obs, info, stop: int) -> np.ndarray:
-    """Return of taking action ``k`` in slot ``k`` and following the heuristic to the episode's end. Every slot's
-    heuristic starts from its counters after its own choice at this step (what it remembers doing); a finished
-    slot is reset and takes the cheap ``stop`` until every slot is done, and its rewards no longer count."""
-    n = env.num_envs
-    returns = np.zeros(n)
-    live = np.ones(n, dtype=bool)
-    actions = np.arange(n)
-    while live.any():
-        if not live.all():
-            env.reset(options={"reset_mask": ~live})
-        obs, reward, terminated, truncated, info = env.step(np.where(live, actions, stop))
-        returns += np.where(live, reward, 0.0)
-        live &= ~(terminated | truncated)
-        if live.any():
-            actions = heuristic.act(obs, info)
-    return returns
-
-
-def play_entry(env, single, seed: int, instance: int, action_names: list[str], feature_names: list[str]) -> dict:
-    """The lookahead episode of one suite entry, and the final accuracies after it and after the heuristic's."""
-    heuristic = HeuristicPolicy(action_names, feature_names)
-    result = lookahead_episode(env, heuristic, seed, instance, action_names.index("stop"))
-    result["accuracy"] = final_accuracy(single, seed, instance,
-                                        ReplayPolicy([result["actions"]], action_names.index("stop")))
-    result["heuristic_accuracy"] = final_accuracy(single, seed, instance, heuristic)
-    return {**result, "actions": [action_names[a] for a in result["actions"]],
-            "heuristic_choices": [action_names[a] for a in result["heuristic_choices"]]}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default="LLMRepair-Suite-v0")
-    parser.add_argument("--split", default="test", choices=["train", "test"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="run seeds (episode seeds of the suite)")
-    parser.add_argument("--per-fault", type=int, default=None,
-                        help="only the first K entries of each fault (default: every entry)")
-    parser.add_argument("--references", default="benchmarks/leaderboard/episodes",
-                        help="results directory with the suite's no-op, oracle and heuristic runs")
-    parser.add_argument("--out-dir", default="results/headroom")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-
-    suite = load_suite(args.suite)
-    entries = [e for e in suite.entries(args.split) if e.fault != "none"]  # a healthy model has no scale
-    if args.per_fault is not None:
-        entries = [e for k, e in enumerate(entries)
-                   if sum(x.fault == e.fault for x in entries[:k]) < args.per_fault]
-    action_names, feature_names = env_names(suite.env_id)
-    env = gym.make_vec(suite.env_id, num_envs=len(action_names), autoreset_mode="Disabled", progress=False,
-                       **suite.make_kwargs(args.split))
-    single = gym.make_vec(suite.env_id, num_envs=1, autoreset_mode="Disabled", progress=False,
-                          **suite.make_kwargs(args.split))
-    references = read_many([args.references])
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / "headroom.json"
-    rows = json.loads(saved.read_text())["episodes"] if saved.exists() else []  # resume: keep finished episodes
-    done = {(row["seed"], row["index"]) for row in rows}
+def play_efforts(table_dir: Path, runs: list[int], efforts: list[int]) -> dict:
+    """``{effort: {run: {entry index: return}}}``: the planner at each effort on every entry of every run."""
+    suite = load_suite(SUITE)
+    entries = suite.entries("test")
+    env = gym.make_vec(suite.env_id, num_envs=len(entries), autoreset_mode="Disabled", progress=False,
+                       **suite.make_kwargs("test"))
+    out: dict = {}
     try:
-        with tqdm(total=len(entries) * len(args.seeds), desc="lookahead episodes") as bar:
-            for run_seed in args.seeds:
-                seeds = suite.episode_seeds(args.split, run_seed)
-                for entry in entries:
-                    if (run_seed, entry.index) not in done:
-                        result = play_entry(env, single, seeds[entry.index], entry.instance, action_names,
-                                            feature_names)
-                        rows.append({"seed": run_seed, "index": entry.index, "fault": entry.fault, **result})
-                        report = summarize(rows, references, args.suite, args.split)
-                        saved.write_text(json.dumps({"summary": report, "episodes": rows}, indent=1))
-                    bar.update()
+        for effort in efforts:
+            out[effort] = {}
+            for run in runs:
+                seeds = suite.episode_seeds("test", run)[:len(entries)]
+                records = run_episodes(env, load_planner(table_dir, effort), seeds, progress=False,
+                                       instances=[e.instance for e in entries], option=suite.reset_option)
+                by_seed = {r.seed: r.episode_return for r in records}
+                out[effort][run] = {e.index: by_seed[s] for e, s in zip(entries, seeds)}
     finally:
         env.close()
-        single.close()
-    report = summarize(rows, references, args.suite, args.split)
-    plot(report, out / "headroom.png")
-    print(json.dumps(report, indent=1))
+    return out
 
 
-def summarize(rows: list[dict], records: list[dict], suite: str, split: str) -> dict:
-    """Per fault and overall, means over the episodes: the normalized score of the heuristic (same episodes) and
-    of the lookahead; how many of the lookahead's actions differ from what the heuristic would have done in
-    their place; the lookahead's gain in raw return and in final accuracy (mean over families) on the
-    validation examples (the reward's: return gain = validation gain + compute saved) and on the test split."""
-    bounds = entry_bounds([r for r in records if r["suite"] == suite and r["split"] == split])
-    table: dict[str, dict[str, list]] = {}
-    for row in rows:
-        if row["index"] not in bounds:  # an entry the references do not scale
-            continue
-        low, high = bounds[row["index"]]
-        cell = table.setdefault(row["fault"], {"heuristic": [], "lookahead": [], "deviations": [], "return_gain": [],
-                                               "val_accuracy_gain": [], "test_accuracy_gain": []})
-        cell["heuristic"].append((row["heuristic_return"] - low) / (high - low))
-        cell["lookahead"].append((row["return"] - low) / (high - low))
-        cell["return_gain"].append(row["return"] - row["heuristic_return"])
-        cell["deviations"].append(sum(a != b for a, b in zip(row["actions"], row["heuristic_choices"])))
-        for split in ("val", "test"):
-            cell[f"{split}_accuracy_gain"].append(np.mean(row["accuracy"][split])
-                                                   - np.mean(row["heuristic_accuracy"][split]))
-    summary = {fault: {k: float(np.mean(v)) for k, v in cell.items()} | {"episodes": len(cell["heuristic"])}
-               for fault, cell in sorted(table.items())}
-    every = {k: [x for cell in table.values() for x in cell[k]] for k in next(iter(table.values()))}
-    summary["all"] = {k: float(np.mean(v)) for k, v in every.items()} | {"episodes": len(every["heuristic"])}
-    return summary
+def caps(table: dict, runs: list[int]) -> dict[int, dict[int, float]]:
+    """``{run: {entry index: analytic cap}}`` (see the module docstring)."""
+    suite = load_suite(SUITE)
+    entries = suite.entries("test")
+    env = gym.make_vec(suite.env_id, num_envs=len(entries), autoreset_mode="Disabled", progress=False,
+                       **suite.make_kwargs("test")).unwrapped
+    units = {a.name: a.flops / env.flops_ref for a in env.actions}
+    prefix = {e["index"]: e["documented_prefix"] for e in table["entries"]}
+    out = {}
+    try:
+        for run in runs:
+            seeds = suite.episode_seeds("test", run)[:len(entries)]
+            _, info = env.reset(seed=seeds, options={"instance": np.array([e.instance for e in entries])})
+            out[run] = {}
+            for k, e in enumerate(entries):
+                healthy = np.mean([info["healthy_accuracy"][f][k] for f in FAMILIES])
+                compute = sum(units[a] for a in prefix[e.index])
+                out[run][e.index] = float(healthy - info["test_score"][k] - info["price"][k] * compute)
+    finally:
+        env.close()
+    return out
 
 
-def plot(report: dict, path: Path) -> None:
-    """Per fault: the heuristic's and the lookahead's normalized return (left), and how much more accurate the
-    lookahead's final model is than the heuristic's on the validation examples and on the test split (right)."""
-    import matplotlib
+def summarize(records: list[dict], table: dict, efforts: dict, cap: dict) -> dict:
+    """Every figure of ``headroom.json`` (see the module docstring)."""
+    scores, facts = score_matrices(records)
+    bounds = entry_bounds(records)
+    kept = sorted(bounds)
+    low, high = (np.array([bounds[i][k] for i in kept]) for k in (0, 1))
+    raw = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        raw[r["agent"]][r["seed"]][r["index"]] = r["return"]
+    faults = {e["index"]: e["fault"] for e in table["entries"]}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def normalize(returns: dict[int, dict[int, float]]) -> np.ndarray:
+        """Returns ``{run: {entry: return}}`` as normalized scores ``[runs, scaled entries]``."""
+        x = np.array([[returns[s][i] for i in kept] for s in sorted(returns)])
+        return (x - low) / (high - low)
 
-    faults = list(report)
-    x = np.arange(len(faults))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 3.8))
-    for shift, key in ((-0.2, "heuristic"), (0.2, "lookahead")):
-        left.bar(x + shift, [report[f][key] for f in faults], width=0.4, label=key)
-    left.axhline(1.0, color="k", lw=0.8, ls="--", label="oracle")
-    left.set_title("normalized return (validation reward)")
-    for shift, split in ((-0.2, "val"), (0.2, "test")):
-        right.bar(x + shift, [100 * report[f][f"{split}_accuracy_gain"] for f in faults], width=0.4,
-                  label=f"{split} examples", color={"val": "tab:gray", "test": "tab:green"}[split])
-    right.axhline(0.0, color="k", lw=0.8)
-    right.set_title("final accuracy, lookahead - heuristic (points)")
-    right.legend(fontsize=8)
-    for ax in (left, right):
-        ax.set_xticks(x, [f"{f}\n({report[f]['episodes']})" for f in faults], fontsize=7)
-    left.legend(fontsize=8)
+    def breakdown(x: np.ndarray) -> dict:
+        by_type, by_size = defaultdict(list), defaultdict(list)
+        for j, i in enumerate(kept):
+            names = faults[i].split("+")
+            for name in names:
+                by_type[name].append(x[:, j].mean())
+            by_size[len(names)].append(x[:, j].mean())
+        return {"by_fault": {k: float(np.mean(v)) for k, v in sorted(by_type.items())},
+                "by_set_size": {str(k): float(np.mean(v)) for k, v in sorted(by_size.items())}}
+
+    agents = {}
+    for agent, x in scores.items():
+        agents[agent] = {"normalized": run_mean_interval(x), "mean_return": facts["agents"][agent]["mean_return"],
+                         "mean_steps": facts["agents"][agent]["mean_steps"], **breakdown(x)}
+    cap_x = normalize(cap)
+    agents["analytic cap"] = {"normalized": run_mean_interval(cap_x),
+                              "mean_return": float(np.mean([v for run in cap.values() for v in run.values()])),
+                              **breakdown(cap_x)}
+    levels = {}
+    for effort, returns in sorted(efforts.items()):
+        x = normalize(returns)
+        candidates = [sum(c["level"] <= effort for c in e["candidates"]) for e in table["entries"]]
+        levels[effort] = {"normalized": run_mean_interval(x),
+                          "mean_return": float(np.mean([v for run in returns.values() for v in run.values()])),
+                          "candidates_per_entry": float(np.mean(candidates)),
+                          "rollout_steps_per_entry": float(np.mean(candidates)) * ROLLOUT_STEPS,
+                          "test_scorings_per_entry": float(np.mean(candidates)) * len(TAIL_GRID)}
+    rules = [a for a in RULES if a in agents]
+    best = max(rules, key=lambda a: agents[a]["normalized"]["point"]) if rules else None
+    bar = None
+    if best is not None:
+        point, (_, upper) = agents[best]["normalized"]["point"], agents[best]["normalized"]["ci95"]
+        bar = {"best_rules": best, "mean": point, "upper": upper, "planner_lead": 1.0 - point, **BAR,
+               "met": bool(point <= BAR["best_rules_mean_at_most"] and upper < BAR["best_rules_upper_below"]
+                           and 1.0 - point >= BAR["planner_lead_at_least"])}
+    entries = [{"index": i, "fault": faults[i], "scaled": i in bounds, "cap": float(np.mean([cap[s][i] for s in cap])),
+                **{a: float(np.mean([raw[a][s][i] for s in raw[a]])) for a in raw}} for i in sorted(faults)]
+    return {"suite": SUITE, "split": "test", "runs": {a: len(raw[a]) for a in raw}, "normalized_entries": len(kept),
+            "entries_total": len(entries), "agents": agents, "planner_by_effort": levels, "bar": bar,
+            "entries": entries}
+
+
+def plot(report: dict, path: Path) -> Path:
+    """Mean normalized score per fault type, one bar per agent (ranked by mean), the cap as a line."""
+    agents = sorted((a for a in report["agents"] if a != "analytic cap"),
+                    key=lambda a: -report["agents"][a]["normalized"]["point"])
+    colors = agent_colors(agents)
+    faults = list(report["agents"]["planner"]["by_fault"])
+    width = 0.8 / len(agents)
+    fig, ax = plt.subplots(figsize=(max(10, 1.1 * len(faults)), 4.8))
+    for k, agent in enumerate(agents):
+        values = [report["agents"][agent]["by_fault"].get(f, np.nan) for f in faults]
+        ax.bar(np.arange(len(faults)) + (k - len(agents) / 2 + 0.5) * width, values, width, color=colors[agent],
+               label=f"{agent} ({report['agents'][agent]['normalized']['point']:.2f})")
+    cap = [report["agents"]["analytic cap"]["by_fault"].get(f, np.nan) for f in faults]
+    ax.plot(np.arange(len(faults)), cap, "k_", markersize=22, markeredgewidth=2, label="analytic cap")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.axhline(1, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xticks(np.arange(len(faults)), faults, rotation=30, ha="right")
+    ax.set_ylabel("mean normalized score (no-op 0, planner 1)")
+    ax.set_ylim(max(-1.0, ax.get_ylim()[0]), ax.get_ylim()[1])
+    ax.set_title(f"{SUITE} test: headroom per fault type (entries holding it; mean over runs)")
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", help="runner results (files or folders) on the v1 test split")
+    parser.add_argument("--table", default=str(CARRIED), help="the planner's plan table folder")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out-dir", default="benchmarks/results/headroom-v1")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    records = read_many(args.results)
+    if {r["suite"] for r in records} != {SUITE} or {r["split"] for r in records} != {"test"}:
+        raise SystemExit(f"headroom reads results of {SUITE}'s test split only")
+    table = json.loads((Path(args.table) / "plans.json").read_text())
+    runs = sorted({r["seed"] for r in records if r["agent"] == "planner"})
+    efforts = play_efforts(Path(args.table), runs, list(range(1, table["levels"])))
+    efforts[table["levels"]] = {s: {r["index"]: r["return"] for r in records
+                                    if r["agent"] == "planner" and r["seed"] == s} for s in runs}
+    report = summarize(records, table, efforts, caps(table, runs))
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "headroom.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot(report, out / "headroom.png")
+    for agent, a in sorted(report["agents"].items(), key=lambda item: -item[1]["normalized"]["point"]):
+        n = a["normalized"]
+        print(f"{agent:16s} normalized {n['point']:+.3f} [{n['ci95'][0]:+.3f}, {n['ci95'][1]:+.3f}]  "
+              f"return {a['mean_return']:+.3f}")
+    for effort, level in report["planner_by_effort"].items():
+        print(f"planner effort {effort}: normalized {level['normalized']['point']:+.3f}, return "
+              f"{level['mean_return']:+.3f}, {level['candidates_per_entry']:.0f} candidates per entry")
+    print("bar:", json.dumps(report["bar"]))
+    return report
 
 
 if __name__ == "__main__":

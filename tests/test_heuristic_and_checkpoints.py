@@ -138,9 +138,9 @@ def test_carried_checkpoint_replays_all_its_recorded_returns():
 
 
 def test_lookahead_over_the_heuristic_is_exact_and_never_worse(micro_env_kwargs):
-    """benchmarks/headroom.py: the branch of the heuristic's own choice is its episode, bit for bit, and the
+    """benchmarks/lookahead_v0.py: the branch of the heuristic's own choice is its episode, bit for bit, and the
     lookahead's actions replayed on a fresh env give the lookahead's return, which is at least the heuristic's."""
-    from benchmarks.headroom import play_entry
+    from benchmarks.lookahead_v0 import play_entry
     from llm_repair_gym.bench.verify import ReplayPolicy
 
     def make(n):

@@ -51,6 +51,25 @@ def test_vector_fork_replays_its_parent_and_is_independent(micro):
     assert all(torch.equal(before[k], v) for k, v in env.state.tensors().items())
 
 
+def test_the_rows_of_a_state_continue_those_envs_in_a_vector_env_of_their_number(micro):
+    source = LLMRepairVectorEnv(num_envs=3, **micro)
+    source.reset(seed=11)
+    _play(source, _actions(source, 2, seed=3))
+    rows = [2, 0, 2, 1]
+    branch = LLMRepairVectorEnv(num_envs=len(rows), **micro)
+    branch.set_state(source.get_state().rows(rows))
+    actions = _actions(source, 6, seed=4)
+    # each branch slot steps like the source env it copies, given the same actions (repeats are independent)
+    source_run = _play(source, actions)
+    branch_run = _play(branch, [a[rows] for a in actions])
+    for (obs, reward, *_), (b_obs, b_reward, *_) in zip(source_run, branch_run):
+        assert np.array_equal(obs[rows], b_obs) and np.array_equal(reward[rows], b_reward)
+    with pytest.raises(ValueError, match=r"env indices in \[0, 3\)"):
+        source.get_state().rows([0, 3])
+    with pytest.raises(ValueError, match="num_envs"):  # a state of 4 rows is not one of 3 envs
+        source.set_state(source.get_state().rows(rows))
+
+
 def test_single_env_fork_and_state_through_gym_make(micro):
     env = gym.make("LLMRepair-v0", **micro)
     env.reset(seed=3)

@@ -79,7 +79,7 @@ def test_v1_entries_name_the_set_its_targets_and_its_largest_severity():
 
 def test_the_v1_spec_holds_out_zoo_model_7_and_the_fault_pairs_v1s_train_bank_never_holds():
     spec = suites.SUITE_SPECS[SUITE]
-    assert spec["env_id"] == "LLMRepair-v1" and spec["references"] == ["noop", "documented"]
+    assert spec["env_id"] == "LLMRepair-v1" and spec["references"] == ["noop", "planner"]
     assert spec["held_out"] == {"zoo_model": [7], "fault_pairs": [list(p) for p in HELD_OUT_PAIRS]}
     assert held_out_kwargs("LLMRepair-v1") == {"instances": "test"}
 
@@ -236,9 +236,12 @@ def test_the_documented_reference_plays_the_documented_repair_of_the_set_it_read
 
 def test_v1s_agents_are_registered_after_v0s_and_only_v1_agents_play_it():
     agents = registered_agents()
-    assert agents_for("LLMRepair-v1") == ["noop", "random", "rules_v1", "documented"]
-    assert list(agents)[-2:] == ["rules_v1", "documented"]  # v0's agents keep their ranks, hence their colours
+    learners = ["tabular_q", "dqn", "sb3_ppo", "sb3_a2c", "sb3_dqn", "sb3_qrdqn"]
+    v1_own = ["rules_v1", "documented", "planner", "troubleshooter", "dqfd_rules"]
+    assert agents_for("LLMRepair-v1") == ["noop", "random", *learners, *v1_own]
+    assert list(agents)[-len(v1_own):] == v1_own  # v0's agents keep their ranks, hence their colours
     assert "LLMRepair-v1" not in agents["heuristic"].env_ids and "LLMRepair-v1" not in agents["oracle"].env_ids
+    assert all(agents[a].env_ids == ("LLMRepair-v1",) for a in v1_own)
 
 
 # --- the suite frozen from tiny banks, an env on it, the runner and verify -----------------------------------------
@@ -260,7 +263,7 @@ def tiny_suite(tiny_zoo, tmp_path_factory):
 
 def test_the_frozen_v1_suite_holds_out_zoo_model_7_and_the_held_out_pairs(tiny_suite):
     train, test = tiny_suite.entries("train"), tiny_suite.entries("test")
-    assert tiny_suite.references == ("noop", "documented") and tiny_suite.env_id == "LLMRepair-v1"
+    assert tiny_suite.references == ("noop", "planner") and tiny_suite.env_id == "LLMRepair-v1"
     pairs = [set(p) for p in HELD_OUT_PAIRS]
     assert train and test and {e.zoo_model for e in train} <= set(range(7))
     assert not any(p <= set(e.fault.split("+")) for e in train for p in pairs)
@@ -329,3 +332,102 @@ def _bank_fault_set(instance: int):
                 t["fault_severities"][instance].tolist())
     finally:
         env.close()
+
+
+# --- the privileged planner and the troubleshooter ------------------------------------------------------------------
+
+def test_the_planner_searches_copies_of_an_entry_and_plays_its_best_plan_for_the_price_and_budget(
+        tiny_suite, tmp_path, monkeypatch):
+    from agents import planner
+    from agents.loading import load_policy
+    from agents.planner import PlannerPolicy, save_table, search_plans
+    from llm_repair_gym.rl.episodes import run_episodes
+
+    monkeypatch.setattr(planner, "ROLLOUT_STEPS", 6)  # short rollouts: the search's logic, not its reach
+    monkeypatch.setattr(planner, "TAIL_GRID", (0, 1, 2, 4, 6))
+    table = search_plans(SUITE, "test", levels=2, beam=1, limit=1, progress=False)
+    entry = table["entries"][0]
+    found = {tuple(c["prefix"]): c for c in entry["candidates"]}
+    # level 1: no repair, every repair alone and the documented prefix; level 2: the best prefix's extensions
+    assert {(), *((r,) for r in table["repairs"]), tuple(entry["documented_prefix"])} <= set(found)
+    assert not {"train_all", "stop", "checkpoint", "rollback"} & set(table["repairs"])
+    assert not any(r.startswith("probe_") for r in table["repairs"])
+    second = [p for p, c in found.items() if c["level"] == 2]
+    assert second and len({p[:-1] for p in second}) == 1 and len(second) <= len(table["repairs"])
+    # a rollout is scored after k training steps for every k of the grid the rollout reaches; compute adds up
+    for prefix, c in found.items():  # (a train_all is one unit of compute)
+        assert c["k"] == [k for k in planner.TAIL_GRID if len(prefix) + k <= planner.ROLLOUT_STEPS]
+        assert np.diff(c["units"]) == pytest.approx(np.diff(c["k"]), abs=1e-5)
+    assert found[()]["test"][0] == pytest.approx(entry["test_start"], abs=1e-6)  # nothing done: the reset score
+    policy = load_policy(save_table(table, tmp_path / "planner"))
+    assert isinstance(policy, PlannerPolicy)
+
+    def estimate(plan: list[str], price: float) -> float:
+        """The table's estimate of ``plan``: its prefix's rollout after its training steps."""
+        body = [a for a in plan if a != "stop"]
+        for p, c in found.items():
+            tail = len(body) - len(p)
+            if tuple(body[:len(p)]) == p and body[len(p):] == ["train_all"] * tail and tail in c["k"]:
+                j = c["k"].index(tail)
+                return c["test"][j] - entry["test_start"] - price * c["units"][j] - c["crashes"][j]
+        raise AssertionError(f"{plan} is no candidate of the table")
+
+    for price, budget in ((1e-4, 32), (3e-3, 12), (10.0, 20), (1e-4, 3)):
+        plan = policy.plan(entry["instance"], price, budget)
+        assert len(plan) <= budget and (plan[-1] == "stop" or len(plan) == budget)
+        best = max(c["test"][j] - entry["test_start"] - price * c["units"][j] - c["crashes"][j]
+                   for p, c in found.items() for j, k in enumerate(c["k"]) if len(p) + k <= budget)
+        assert estimate(plan, price) == pytest.approx(max(best, 0.0), abs=1e-6)  # the best, or stopping at once
+    assert policy.plan(entry["instance"], 10.0, 20) == ["stop"]  # nothing pays at a prohibitive price
+    # played by the runner's loop: the actions are the plan for the episode's own price and budget
+    env = gym.make_vec("LLMRepair-v1", num_envs=1, autoreset_mode="Disabled", progress=False,
+                       **tiny_suite.make_kwargs("test"))
+    try:
+        record = run_episodes(env, policy, [123], progress=False, instances=[entry["instance"]])[0]
+        _, info = env.reset(seed=123, options={"instance": np.array([entry["instance"]])})
+    finally:
+        env.close()
+    assert record.actions == policy.plan(entry["instance"], float(info["price"][0]), int(info["budget"][0]))
+    with pytest.raises(ValueError, match="is not one"):
+        policy.plan(10_000, 1e-3, 20)
+    with pytest.raises(ValueError, match="effort must be in"):
+        PlannerPolicy(table, effort=3)
+
+
+def _troubleshooter_model(names, bias: dict[str, float], gain: float, harm: float, information: float) -> dict:
+    """A hand-made model: beliefs are constant (one feature, weight 0), every probe equally informative."""
+    from agents.troubleshooter import REPAIRS
+
+    actions, features = names
+    probes = [a for a in actions if a.startswith("probe_")]
+    return {"features": ["val_acc/syntax"], "mean": [0.0], "std": [1.0],
+            "weights": {a: [bias.get(a, -30.0), 0.0] for a in REPAIRS},
+            "gain": {a: gain for a in REPAIRS}, "harm": {a: harm for a in REPAIRS},
+            "units": {**{a: 0.0 for a in REPAIRS}, "filter_noisy": 11.0, **{p: 1.0 for p in probes}},
+            "probes": probes, "information": {p: {a: information for a in REPAIRS} for p in probes},
+            "probe_features": {p: [] for p in probes}, "action_names": actions, "feature_names": features}
+
+
+def test_the_troubleshooter_repairs_by_expected_value_and_buys_information_only_when_it_pays(names):
+    from agents.troubleshooter import TroubleshooterPolicy
+
+    actions, features = names
+    row = _rows(features, val_acc__syntax=0.2)
+    sure = TroubleshooterPolicy(actions, features, _troubleshooter_model(
+        names, {"reset_norms": 30.0, "filter_noisy": 30.0}, gain=0.3, harm=0.1, information=1.0))
+    probe, repairs = sure.decide(row, price=1e-3, done_probes=set())
+    # certain beliefs leave nothing to learn; the free repair goes before the one that costs 11 train_alls
+    assert probe is None and repairs == ["reset_norms", "filter_noisy"]
+    assert sure.decide(row, price=1.0, done_probes=set())[1] == ["reset_norms"]  # filtering no longer pays
+    unsure = _troubleshooter_model(names, {"reset_norms": 0.0}, gain=0.3, harm=0.3, information=1.0)
+    policy = TroubleshooterPolicy(actions, features, unsure)
+    probe, repairs = policy.decide(row, price=1e-3, done_probes=set())
+    assert repairs == [] and probe is not None  # a coin flip between +0.3 and -0.3: worth 0.15 to know first
+    assert policy.decide(row, price=1.0, done_probes=set())[0] is None  # not at a price above its value
+    assert policy.decide(row, price=1e-3, done_probes=set(unsure["probes"]))[0] is None  # each probe once
+    blind = TroubleshooterPolicy(actions, features, {**unsure, "information": {
+        p: {a: 0.0 for a in unsure["weights"]} for p in unsure["probes"]}})
+    assert blind.decide(row, price=1e-3, done_probes=set())[0] is None  # a probe that tells nothing is not bought
+    policy.reset(np.ones(1, dtype=bool))  # played: a probe first, then (nothing worth repairing) train or stop
+    first = actions[int(policy.act(row[None], NoInfo())[0])]
+    assert first.startswith("probe_")

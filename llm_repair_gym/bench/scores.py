@@ -82,7 +82,7 @@ def score_matrices(records: list[dict]) -> tuple[dict[str, np.ndarray], dict]:
 def entry_bounds(records: list[dict]) -> dict[int, tuple[float, float]]:
     """``{entry index: (low, high)}`` on every entry the references scale: the mean returns of the suite's two
     references there, which :func:`score_matrices` normalizes by (for episodes played outside the runner, as
-    ``benchmarks/headroom.py`` does)."""
+    ``benchmarks/headroom.py`` and ``benchmarks/lookahead_v0.py`` do)."""
     keys, _, entries, raw = _returns(records)
     low, high, scaled = _reference_bounds(raw, next(iter(keys))[0])
     return {i: (float(a), float(b)) for i, a, b, s in zip(entries, low, high, scaled) if s}

@@ -273,6 +273,14 @@ class LLMRepairV1VectorEnv(LLMRepairVectorEnv):
             - self.crash_penalty * s.crashes[ids].float()
         return reward.index_add(0, ids, terminal)
 
+    def score_test(self, env_ids: np.ndarray | None = None) -> np.ndarray:
+        """Privileged, for planners on their own copies of an episode: the mean test-split accuracy of the envs
+        ``env_ids`` (all by default) now, which the objective would count if their episodes ended here. Changes
+        nothing; an agent never sees the test split."""
+        ids = self._all if env_ids is None else torch.as_tensor(np.asarray(env_ids, dtype=np.int64),
+                                                                 device=self.device)
+        return test_accuracy(self.ctx, self.state, ids).mean(1).cpu().numpy()
+
     # --- observation and info ------------------------------------------------------------------------
 
     def _observe(self, m: FreeMeasurement, previous_accuracy: torch.Tensor,

@@ -68,6 +68,25 @@ class EnvState:
                              "(the file was altered or damaged)")
         return cls(identity=meta["identity"], host=meta["host"], tensors=tensors)
 
+    def rows(self, rows: list[int]) -> EnvState:
+        """The state of the envs ``rows`` of this one, in that order (a row may repeat): what a vector env of
+        ``len(rows)`` envs, otherwise made alike, continues from (search branches many copies of one episode).
+        Every tensor and every host list with one value per env is indexed; the rest is shared."""
+        n = self.identity["num_envs"]
+        bad = [r for r in rows if not 0 <= int(r) < n]
+        if not rows or bad:
+            raise ValueError(f"rows must be a non-empty list of env indices in [0, {n}), got {bad or rows}")
+        index = torch.as_tensor([int(r) for r in rows], dtype=torch.long)
+        tensors = {}
+        for name, t in self.tensors.items():
+            if t.ndim == 0 or t.shape[0] != n:
+                raise ValueError(f"state tensor {name} has no env axis of {n}: cannot select rows")
+            tensors[name] = t[index].clone()
+        host = {k: [v[int(r)] for r in rows] if isinstance(v, list) and len(v) == n else v
+                for k, v in self.host.items()}
+        identity = {**self.identity, "num_envs": len(rows)}
+        return EnvState(identity=identity, host=host, tensors=tensors)
+
     def check_matches(self, identity: dict[str, Any]) -> None:
         """Raise ``ValueError`` naming every difference between this state's identity and ``identity``."""
         problems = [f"{key}: state has {self.identity.get(key)!r}, env has {identity[key]!r}"

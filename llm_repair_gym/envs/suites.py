@@ -77,10 +77,12 @@ SUITE_SPECS: dict[str, dict] = {
                        "training or meta-training; faults drawn live at reset from each episode's seed",
     },
     "LLMRepair-Suite-v1": {
-        "version": 2,  # 1 was cut from the tiny preset's banks, before v1 moved to nano (never ranked on)
+        # 1 was cut from the tiny preset's banks, before v1 moved to nano; 2 had the documented repair as its 1;
+        # 3 (the same entries) has the privileged planner (neither was ranked on)
+        "version": 3,
         "env_id": "LLMRepair-v1",
         "env_kwargs": {"preset": "nano"},
-        "references": ["noop", "documented"],
+        "references": ["noop", "planner"],
         "held_out": {"zoo_model": [7], "fault_pairs": [list(pair) for pair in HELD_OUT_PAIRS]},
         "description": "train: train-bank instances of zoo models 0-6 (the train bank holds no held-out fault "
                        "pair); test: test-bank instances of zoo model 7, and every test-bank instance holding a "
@@ -90,7 +92,8 @@ SUITE_SPECS: dict[str, dict] = {
 """How each suite is cut: an instance suite from its env's instance bank (the zoo models whose instances only
 the test split holds), a task suite (``reset_option: "task"``) from its env's meta-task splits. A suite's
 ``references`` are the no-op and the policy that scores 1 in the normalization (the oracle; on meta-tasks,
-whose start models are not healthy ones to return to, the observation-only heuristic)."""
+whose start models are not healthy ones to return to, the observation-only heuristic; on LLMRepair-v1, the
+privileged planner of ``agents/planner.py``)."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,22 @@ DEFAULT_BINS: dict[str, tuple[float, ...]] = {
     "loss_spread/syntax": (0.15,),
     "steps_used": (0.5,),
 }
+"""LLMRepair-v0's (and LLMMetaRepair-v0's) bins: 3 x 3 x 3 x 2 x 2 x 2 = 216 states."""
+BINS_V1: dict[str, tuple[float, ...]] = {
+    "val_acc/syntax": (0.6, 0.95),
+    "val_acc/logic": (0.6, 0.95),
+    "val_acc/fact": (0.6, 0.95),
+    "log10_lr": (-3.25,),  # below the default lr: an lr_down was taken
+    "log10_price": (-2.5,),  # above the median price: training costs more
+    "steps_used": (0.5,),
+}
+"""LLMRepair-v1's (which has no ``loss_spread``; its price varies by episode): 216 states."""
+
+
+def default_bins(feature_names: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """:data:`DEFAULT_BINS` for an env that has its features (LLMRepair-v0 and its meta env), else
+    :data:`BINS_V1`."""
+    return DEFAULT_BINS if all(name in feature_names for name in DEFAULT_BINS) else BINS_V1
 
 
 class Discretizer:
@@ -63,7 +79,8 @@ class DiscretizeObservation(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env, bins: Mapping[str, Sequence[float]] | None = None) -> None:
         super().__init__(env)
-        self.discretizer = Discretizer(_feature_names(env), DEFAULT_BINS if bins is None else bins)
+        names = _feature_names(env)
+        self.discretizer = Discretizer(names, default_bins(names) if bins is None else bins)
         self.observation_space = spaces.Discrete(self.discretizer.n_states)
 
     def observation(self, observation: np.ndarray) -> int:
@@ -79,7 +96,8 @@ class VectorDiscretizeObservation(VectorWrapper):
 
     def __init__(self, env: VectorEnv, bins: Mapping[str, Sequence[float]] | None = None) -> None:
         super().__init__(env)
-        self.discretizer = Discretizer(_feature_names(env), DEFAULT_BINS if bins is None else bins)
+        names = _feature_names(env)
+        self.discretizer = Discretizer(names, default_bins(names) if bins is None else bins)
         self.single_observation_space = spaces.Discrete(self.discretizer.n_states)
         self.observation_space = spaces.MultiDiscrete(np.full(env.num_envs, self.discretizer.n_states))
 
