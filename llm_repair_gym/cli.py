@@ -77,7 +77,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from llm_repair_gym.bench.verify import verify_results
 
-    report = verify_results(args.results, num_envs=args.num_envs)
+    report = verify_results(args.results, num_envs=args.num_envs, policy=args.policy)
     print(report.text())
     return 0 if report.ok else 1
 
@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="replay a results file and refuse it if anything differs")
     verify.add_argument("results", nargs="+", type=Path, help="results files or folders of them")
     verify.add_argument("--num-envs", type=_positive, default=8, help="envs replaying at once")
+    verify.add_argument("--policy", action="store_true", help="replay reference and carried agents as policies: "
+                        "their choices must be the recorded actions")
     verify.set_defaults(run=_verify)
 
     explain = commands.add_parser("explain", help="replay one episode step by step: trace.json and trace.png")

@@ -14,6 +14,13 @@ each failing episode, when
 * its return, final accuracy per family or safety cost differs by more than :data:`TOLERANCE`, its FLOP
   count by more than :data:`FLOP_TOLERANCE` relative, or its crash flag differs.
 
+With ``--policy`` (``verify_results(..., policy=True)``) a job whose agent can be rebuilt without training is
+replayed as a *policy*: a reference agent from its registered spec and run seed, a carried checkpoint from its
+folder. The job's recorded configuration hash must be the agent's now (the spec, and for a checkpoint the
+folder's sha256); the policy then plays the job's episodes as the runner did, and any step where it chooses
+another action than the recorded one is reported, besides every check above. A trained agent's policy exists
+only in the run that trained it; its episodes are replayed by their actions and counted as such.
+
 Replays run on one torch thread; the runner records its thread count, and returns agree to far below the
 tolerance across thread counts (``benchmarks/thread_reproducibility.py``). Each job's episodes (one agent
 configuration, one run) are replayed together in their own env, as the runner played them: the env batches
@@ -46,6 +53,7 @@ class VerifyReport:
 
     episodes: int = 0
     failures: list[str] = field(default_factory=list)
+    policy_episodes: int = 0  # replayed as a policy (``policy=True``); the rest by their actions
 
     @property
     def ok(self) -> bool:
@@ -53,7 +61,8 @@ class VerifyReport:
 
     def text(self, limit: int = 50) -> str:
         if self.ok:
-            return f"verified: all {self.episodes} episodes replay within tolerance"
+            policies = f" ({self.policy_episodes} of them by their agent's policy)" if self.policy_episodes else ""
+            return f"verified: all {self.episodes} episodes replay within tolerance{policies}"
         shown = "\n".join(f"  {f}" for f in self.failures[:limit])
         more = f"\n  ... and {len(self.failures) - limit} more" if len(self.failures) > limit else ""
         return f"REJECTED: {len(self.failures)} problems in {self.episodes} episodes\n{shown}{more}"
@@ -87,8 +96,10 @@ class ReplayPolicy:
         return out
 
 
-def verify_results(paths: list[str | Path], num_envs: int = 8, progress: bool = True) -> VerifyReport:
-    """Check and replay every episode of the results files (or folders) ``paths``."""
+def verify_results(paths: list[str | Path], num_envs: int = 8, progress: bool = True,
+                   policy: bool = False) -> VerifyReport:
+    """Check and replay every episode of the results files (or folders) ``paths``; with ``policy``, replay the
+    jobs of reference and carried agents as policies (see the module docstring)."""
 
     records = read_many(paths)
     report = VerifyReport(episodes=len(records))
@@ -113,9 +124,65 @@ def verify_results(paths: list[str | Path], num_envs: int = 8, progress: bool = 
             # the agent's registered spec, never from the file
             groups[(r["suite"], r["split"], json.dumps(agent_env_kwargs(r["agent"]), sort_keys=True), r["agent"],
                     r["config_hash"], r["seed"])].append(r)
-    for (suite_name, split, env_kwargs, *_), group in groups.items():
-        report.failures += _replay(load_suite(suite_name), split, json.loads(env_kwargs), group, num_envs, progress)
+    for (suite_name, split, env_kwargs, agent, _, seed), group in groups.items():
+        suite = load_suite(suite_name)
+        if policy and _rebuildable(agent):
+            report.failures += _replay_policy(suite, split, json.loads(env_kwargs), agent, seed, group, num_envs,
+                                              progress)
+            report.policy_episodes += len(group)
+        else:
+            report.failures += _replay(suite, split, json.loads(env_kwargs), group, num_envs, progress)
     return report
+
+
+def _rebuildable(agent: str) -> bool:
+    """Whether ``agent`` is registered here as a reference or a carried checkpoint (a policy without training)."""
+    from llm_repair_gym.bench.registry import registered_agents
+
+    spec = registered_agents().get(agent)
+    return spec is not None and spec.kind in ("reference", "checkpoint")
+
+
+def _replay_policy(suite, split: str, env_kwargs: dict, agent: str, seed: int, records: list[dict], num_envs: int,
+                   progress: bool) -> list[str]:
+    """Rebuild ``agent``'s policy and play the job's episodes with it, as the runner played them (entry order,
+    ``num_envs`` envs); report changed configurations, other choices and other outcomes."""
+    import gymnasium as gym
+    import torch
+
+    from llm_repair_gym.bench.registry import agent_spec
+    from llm_repair_gym.bench.runner import Job, config_hash
+    from llm_repair_gym.rl.episodes import env_names, run_episodes
+
+    records = sorted(records, key=lambda r: r["index"])
+    now = config_hash(Job(agent, seed, suite.name, split, ""), suite.content_hash)
+    if records[0]["config_hash"] != now:
+        return [f"{_name(r)}: configuration {r['config_hash']} recorded; {agent!r} here is {now} (its spec or "
+                "its checkpoint changed since it played)" for r in records]
+    torch.set_num_threads(1)
+    spec = agent_spec(agent)
+    env = gym.make_vec(suite.env_id, num_envs=min(num_envs, len(records)), autoreset_mode="Disabled",
+                       progress=progress, **suite.make_kwargs(split), **env_kwargs)
+    try:
+        actions, features = env_names(suite.env_id)
+        chooser = spec.policy(actions, features, seed) if spec.kind == "reference" else spec.load(spec.checkpoint_dir)
+        played = run_episodes(env, chooser, [r["episode_seed"] for r in records], progress=progress,
+                              desc=f"policy {agent}", instances=[r["instance"] for r in records],
+                              option=suite.reset_option)
+    finally:
+        env.close()
+    by_seed = {e.seed: e for e in played}
+    failures = []
+    for r in records:
+        e = by_seed[r["episode_seed"]]
+        if e.actions != r["actions"]:
+            step = next((t for t, (a, b) in enumerate(zip(r["actions"], e.actions)) if a != b),
+                        min(len(r["actions"]), len(e.actions)))
+            failures.append(f"{_name(r)}: the policy chooses {e.actions[step:step + 1]} at step {step}, the record "
+                            f"{r['actions'][step:step + 1]}")
+            continue
+        failures += [f"{_name(r)}: {p}" for p in _compare(r, e)]
+    return failures
 
 
 def _suite_problems(r: dict) -> list[str]:
