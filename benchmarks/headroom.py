@@ -3,13 +3,16 @@ privileged planner, entry by entry, and whether the planner's search has converg
 
     llm-repair-gym run --agents noop random rules_v1 troubleshooter documented planner \\
         --suite LLMRepair-Suite-v1 --split test --seeds 10 --out-dir benchmarks/leaderboard-v1
-    python -m benchmarks.headroom benchmarks/leaderboard-v1/episodes --out-dir benchmarks/results/headroom-v1
+    python -m benchmarks.headroom benchmarks/leaderboard-v1/episodes --out-dir benchmarks/leaderboard-v1
 
 It reads the runner's results on ``LLMRepair-Suite-v1``'s test split and normalizes them as the board does
 (:mod:`llm_repair_gym.bench.scores`: per entry, the no-op's mean return is 0 and the planner's is 1). It also
-plays the planner at every lower search effort itself (:class:`agents.planner.PlannerPolicy` with
-``effort=e``: only the candidates of the first ``e`` levels), on the same episodes as the runner's runs, so
-the reader sees how the ceiling grows with search, and reports the search's cost (rollout steps per entry).
+plays, on the same episodes as the runner's runs, the planner at every lower search effort
+(:class:`agents.planner.PlannerPolicy` with ``effort=e``: only the candidates of the first ``e`` levels), so
+the reader sees how the ceiling grows with search and what it costs (rollout steps per entry), and two
+restrictions that split the planner's value: ``train_all`` alone and the documented repair's fixes, each
+trained for as long as the rollouts say pays (the planner's privileged stopping). What ``train_all`` alone
+reaches, any rule that trains while it pays can reach too.
 
 The analytic cap of an entry and run is what restoring the healthy model would score at the cheapest compute a
 known repair needs: (healthy test score - test score at reset) - price x the compute of the documented repair's
@@ -17,9 +20,9 @@ non-training actions. It ignores the training most repairs need, so it bounds ev
 test score's noise.
 
 Outputs: ``headroom.json`` (per agent: the normalized mean with a whole-run interval, the mean return, by
-fault type and by fault-set size; the planner's mean by effort and its search cost; per entry the references,
+fault type and by fault-set size; the planner's variants, with the search cost by effort; per entry the references,
 the cap and every agent's mean return; the issue's bar on the best observation-only rule policy) and
-``headroom.png`` (mean normalized score per fault type: every agent, with the cap).
+``headroom.png`` (mean normalized score per fault type: every agent, ``train_all`` alone, the cap).
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 import llm_repair_gym  # noqa: F401  (registers the env ids)
-from agents.planner import CARRIED, ROLLOUT_STEPS, TAIL_GRID, load_planner
+from agents.planner import CARRIED, ROLLOUT_STEPS, TAIL_GRID, PlannerPolicy
 from llm_repair_gym.bench.plots import agent_colors
 from llm_repair_gym.bench.results import read_many
 from llm_repair_gym.bench.scores import entry_bounds, run_mean_interval, score_matrices
@@ -49,25 +53,39 @@ import matplotlib.pyplot as plt  # noqa: E402
 SUITE = "LLMRepair-Suite-v1"
 RULES = ("rules_v1", "troubleshooter", "heuristic")
 """Observation-only rule policies: the bar is on the best of them."""
+TRAIN_ONLY = "train_all only, privileged stop"
 BAR = {"best_rules_mean_at_most": 0.6, "best_rules_upper_below": 0.7, "planner_lead_at_least": 0.3}
 
 
-def play_efforts(table_dir: Path, runs: list[int], efforts: list[int]) -> dict:
-    """``{effort: {run: {entry index: return}}}``: the planner at each effort on every entry of every run."""
+def variants(table: dict) -> dict[str, tuple[dict, int]]:
+    """The planner's restrictions played beside it: ``{name: (plan table, effort)}``. Each lower effort; and two
+    that split its value: ``train_all`` alone and the documented repair's fixes, each then trained for as long as
+    the rollouts say pays (the planner's privileged stopping)."""
+    def only(keep) -> dict:
+        return {**table, "entries": [{**e, "candidates": [c for c in e["candidates"] if keep(e, c)]}
+                                     for e in table["entries"]]}
+
+    out = {f"planner, effort {e}": (table, e) for e in range(1, table["levels"])}
+    out[TRAIN_ONLY] = (only(lambda e, c: c["prefix"] == []), 1)
+    out["documented fixes, privileged stop"] = (only(lambda e, c: c["prefix"] == e["documented_prefix"]), 1)
+    return out
+
+
+def play(table: dict, effort: int, runs: list[int]) -> dict[int, dict[int, float]]:
+    """``{run: {entry index: return}}``: the planner of ``table`` at ``effort`` on every entry of every run, on the
+    runner's episodes (the suite's episode seeds, one env per entry)."""
     suite = load_suite(SUITE)
     entries = suite.entries("test")
     env = gym.make_vec(suite.env_id, num_envs=len(entries), autoreset_mode="Disabled", progress=False,
                        **suite.make_kwargs("test"))
-    out: dict = {}
+    out = {}
     try:
-        for effort in efforts:
-            out[effort] = {}
-            for run in runs:
-                seeds = suite.episode_seeds("test", run)[:len(entries)]
-                records = run_episodes(env, load_planner(table_dir, effort), seeds, progress=False,
-                                       instances=[e.instance for e in entries], option=suite.reset_option)
-                by_seed = {r.seed: r.episode_return for r in records}
-                out[effort][run] = {e.index: by_seed[s] for e, s in zip(entries, seeds)}
+        for run in runs:
+            seeds = suite.episode_seeds("test", run)[:len(entries)]
+            records = run_episodes(env, PlannerPolicy(table, effort), seeds, progress=False,
+                                   instances=[e.instance for e in entries], option=suite.reset_option)
+            by_seed = {r.seed: r.episode_return for r in records}
+            out[run] = {e.index: by_seed[s] for e, s in zip(entries, seeds)}
     finally:
         env.close()
     return out
@@ -96,7 +114,7 @@ def caps(table: dict, runs: list[int]) -> dict[int, dict[int, float]]:
     return out
 
 
-def summarize(records: list[dict], table: dict, efforts: dict, cap: dict) -> dict:
+def summarize(records: list[dict], table: dict, played: dict, cap: dict) -> dict:
     """Every figure of ``headroom.json`` (see the module docstring)."""
     scores, facts = score_matrices(records)
     bounds = entry_bounds(records)
@@ -130,15 +148,18 @@ def summarize(records: list[dict], table: dict, efforts: dict, cap: dict) -> dic
     agents["analytic cap"] = {"normalized": run_mean_interval(cap_x),
                               "mean_return": float(np.mean([v for run in cap.values() for v in run.values()])),
                               **breakdown(cap_x)}
+    planner_runs = {s: {i: raw["planner"][s][i] for i in raw["planner"][s]} for s in raw["planner"]}
     levels = {}
-    for effort, returns in sorted(efforts.items()):
+    for name, returns in [*played.items(), (f"planner, effort {table['levels']}", planner_runs)]:
         x = normalize(returns)
-        candidates = [sum(c["level"] <= effort for c in e["candidates"]) for e in table["entries"]]
-        levels[effort] = {"normalized": run_mean_interval(x),
-                          "mean_return": float(np.mean([v for run in returns.values() for v in run.values()])),
-                          "candidates_per_entry": float(np.mean(candidates)),
-                          "rollout_steps_per_entry": float(np.mean(candidates)) * ROLLOUT_STEPS,
-                          "test_scorings_per_entry": float(np.mean(candidates)) * len(TAIL_GRID)}
+        levels[name] = {"normalized": run_mean_interval(x),
+                        "mean_return": float(np.mean([v for run in returns.values() for v in run.values()])),
+                        **breakdown(x)}
+        if name.startswith("planner, effort"):
+            effort = int(name.rsplit(" ", 1)[1])
+            candidates = float(np.mean([sum(c["level"] <= effort for c in e["candidates"]) for e in table["entries"]]))
+            levels[name] |= {"candidates_per_entry": candidates, "rollout_steps_per_entry": candidates * ROLLOUT_STEPS,
+                             "test_scorings_per_entry": candidates * len(TAIL_GRID)}
     rules = [a for a in RULES if a in agents]
     best = max(rules, key=lambda a: agents[a]["normalized"]["point"]) if rules else None
     bar = None
@@ -150,7 +171,7 @@ def summarize(records: list[dict], table: dict, efforts: dict, cap: dict) -> dic
     entries = [{"index": i, "fault": faults[i], "scaled": i in bounds, "cap": float(np.mean([cap[s][i] for s in cap])),
                 **{a: float(np.mean([raw[a][s][i] for s in raw[a]])) for a in raw}} for i in sorted(faults)]
     return {"suite": SUITE, "split": "test", "runs": {a: len(raw[a]) for a in raw}, "normalized_entries": len(kept),
-            "entries_total": len(entries), "agents": agents, "planner_by_effort": levels, "bar": bar,
+            "entries_total": len(entries), "agents": agents, "planner_variants": levels, "bar": bar,
             "entries": entries}
 
 
@@ -166,6 +187,9 @@ def plot(report: dict, path: Path) -> Path:
         values = [report["agents"][agent]["by_fault"].get(f, np.nan) for f in faults]
         ax.bar(np.arange(len(faults)) + (k - len(agents) / 2 + 0.5) * width, values, width, color=colors[agent],
                label=f"{agent} ({report['agents'][agent]['normalized']['point']:.2f})")
+    train = report["planner_variants"][TRAIN_ONLY]["by_fault"]
+    ax.plot(np.arange(len(faults)), [train.get(f, np.nan) for f in faults], "o", color="grey",
+            label=f"{TRAIN_ONLY} ({report['planner_variants'][TRAIN_ONLY]['normalized']['point']:.2f})")
     cap = [report["agents"]["analytic cap"]["by_fault"].get(f, np.nan) for f in faults]
     ax.plot(np.arange(len(faults)), cap, "k_", markersize=22, markeredgewidth=2, label="analytic cap")
     ax.axhline(0, color="grey", linewidth=0.8)
@@ -186,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("results", nargs="+", help="runner results (files or folders) on the v1 test split")
     parser.add_argument("--table", default=str(CARRIED), help="the planner's plan table folder")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out-dir", default="benchmarks/results/headroom-v1")
+    parser.add_argument("--out-dir", default="benchmarks/leaderboard-v1")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     records = read_many(args.results)
@@ -194,10 +218,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"headroom reads results of {SUITE}'s test split only")
     table = json.loads((Path(args.table) / "plans.json").read_text())
     runs = sorted({r["seed"] for r in records if r["agent"] == "planner"})
-    efforts = play_efforts(Path(args.table), runs, list(range(1, table["levels"])))
-    efforts[table["levels"]] = {s: {r["index"]: r["return"] for r in records
-                                    if r["agent"] == "planner" and r["seed"] == s} for s in runs}
-    report = summarize(records, table, efforts, caps(table, runs))
+    played = {name: play(t, effort, runs) for name, (t, effort) in
+              tqdm(variants(table).items(), desc="planner variants")}
+    report = summarize(records, table, played, caps(table, runs))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "headroom.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -206,9 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
         n = a["normalized"]
         print(f"{agent:16s} normalized {n['point']:+.3f} [{n['ci95'][0]:+.3f}, {n['ci95'][1]:+.3f}]  "
               f"return {a['mean_return']:+.3f}")
-    for effort, level in report["planner_by_effort"].items():
-        print(f"planner effort {effort}: normalized {level['normalized']['point']:+.3f}, return "
-              f"{level['mean_return']:+.3f}, {level['candidates_per_entry']:.0f} candidates per entry")
+    for name, level in report["planner_variants"].items():
+        print(f"{name:36s} normalized {level['normalized']['point']:+.3f}, return {level['mean_return']:+.3f}")
     print("bar:", json.dumps(report["bar"]))
     return report
 
