@@ -182,7 +182,7 @@ def plot(report: dict, path: Path) -> Path:
     colors = agent_colors(agents)
     faults = list(report["agents"]["planner"]["by_fault"])
     width = 0.8 / len(agents)
-    fig, ax = plt.subplots(figsize=(max(10, 1.1 * len(faults)), 4.8))
+    fig, ax = plt.subplots(figsize=(max(10, 1.1 * len(faults)) + 3, 4.8))
     for k, agent in enumerate(agents):
         values = [report["agents"][agent]["by_fault"].get(f, np.nan) for f in faults]
         ax.bar(np.arange(len(faults)) + (k - len(agents) / 2 + 0.5) * width, values, width, color=colors[agent],
@@ -198,7 +198,7 @@ def plot(report: dict, path: Path) -> Path:
     ax.set_ylabel("mean normalized score (no-op 0, planner 1)")
     ax.set_ylim(max(-1.0, ax.get_ylim()[0]), ax.get_ylim()[1])
     ax.set_title(f"{SUITE} test: headroom per fault type (entries holding it; mean over runs)")
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
