@@ -114,13 +114,24 @@ class OraclePolicy:
         return f"train_{FAMILIES[worst]}" if others.max() <= self.tolerance else "train_all"
 
 
-class DocumentedRepairPolicy:
-    """LLMRepair-v1: the documented repair of each episode's fault set, read from ``info`` (privileged)."""
+def documented_plan(info: dict, i: int) -> list[str]:
+    """LLMRepair-v1: the documented repair of env ``i``'s fault set, targets and severities, read from ``info``."""
+    return documented_repair([bool(info["faults"][n][i]) for n in FAULT_NAMES_V1],
+                             [int(info["fault_targets"][n][i]) for n in FAULT_NAMES_V1],
+                             [float(info["fault_severities"][n][i]) for n in FAULT_NAMES_V1])
+
+
+class OpenLoopPolicy:
+    """Plays, in each env, a list of action names made at the episode's first step from that step's ``info``
+    (:meth:`make_plan`), then repeats its last action (``stop``, or whatever the budget cuts)."""
 
     def __init__(self, action_names: list[str]) -> None:
         self.index = {name: i for i, name in enumerate(action_names)}
         self.plans: list[list[str] | None] = []
         self.position: list[int] = []
+
+    def make_plan(self, info: dict, i: int) -> list[str]:
+        raise NotImplementedError
 
     def reset(self, env_mask: np.ndarray) -> None:
         if len(self.plans) != len(env_mask):
@@ -131,11 +142,16 @@ class DocumentedRepairPolicy:
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         out = np.empty(len(obs), dtype=np.int64)
         for i in range(len(obs)):
-            if self.plans[i] is None:  # the episode's first step: its fault set is in this info
-                self.plans[i] = documented_repair([bool(info["faults"][n][i]) for n in FAULT_NAMES_V1],
-                                                  [int(info["fault_targets"][n][i]) for n in FAULT_NAMES_V1],
-                                                  [float(info["fault_severities"][n][i]) for n in FAULT_NAMES_V1])
+            if self.plans[i] is None:  # the episode's first step: what the plan needs is in this info
+                self.plans[i] = self.make_plan(info, i)
             plan = self.plans[i]
             out[i] = self.index[plan[min(self.position[i], len(plan) - 1)]]
             self.position[i] += 1
         return out
+
+
+class DocumentedRepairPolicy(OpenLoopPolicy):
+    """LLMRepair-v1: the documented repair of each episode's fault set, read from ``info`` (privileged)."""
+
+    def make_plan(self, info: dict, i: int) -> list[str]:
+        return documented_plan(info, i)

@@ -37,9 +37,9 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from agents.baselines import OpenLoopPolicy, documented_plan
 from llm_repair_gym._version import __version__
 from llm_repair_gym.envs.suites import load_suite
-from llm_repair_gym.repair.faults_v1 import FAULT_NAMES_V1, documented_repair
 
 ROLLOUT_STEPS = 24
 """Steps a candidate's rollout runs (prefix and training): plans are at most this long (budgets reach 32, but
@@ -64,11 +64,8 @@ def repair_actions(action_names: list[str]) -> list[str]:
 
 def documented_prefix(info: dict, i: int) -> tuple[str, ...]:
     """The documented repair of env ``i``'s fault set (read from ``info``) up to its first training action."""
-    plan = documented_repair([bool(info["faults"][n][i]) for n in FAULT_NAMES_V1],
-                             [int(info["fault_targets"][n][i]) for n in FAULT_NAMES_V1],
-                             [float(info["fault_severities"][n][i]) for n in FAULT_NAMES_V1])
     prefix = []
-    for action in plan:
+    for action in documented_plan(info, i):
         if action.startswith("train_") or action == "stop":
             break
         prefix.append(action)
@@ -209,7 +206,7 @@ def load_planner(folder: str | Path, effort: int | None = None) -> PlannerPolicy
     return PlannerPolicy(table, effort)
 
 
-class PlannerPolicy:
+class PlannerPolicy(OpenLoopPolicy):
     """Plays the plan table's best plan for each episode's instance, price and budget (privileged: reads
     ``info``). ``effort`` limits the choice to candidates of levels ``1..effort`` (all by default)."""
 
@@ -219,20 +216,12 @@ class PlannerPolicy:
         effort = table["levels"] if effort is None else effort
         if not 1 <= effort <= table["levels"]:
             raise ValueError(f"effort must be in [1, {table['levels']}] (the table's levels), got {effort}")
-        self.index = {name: i for i, name in enumerate(table["action_names"])}
+        super().__init__(table["action_names"])
         self.split, self.suite = table["split"], table["suite"]
         self.by_instance = {e["instance"]: [c for c in e["candidates"] if c["level"] <= effort]
                             for e in table["entries"]}
         self.test_start = {e["instance"]: e["test_start"] for e in table["entries"]}
         self.crash_penalty = table["crash_penalty"]
-        self.plans: list[list[str] | None] = []
-        self.position: list[int] = []
-
-    def reset(self, env_mask: np.ndarray) -> None:
-        if len(self.plans) != len(env_mask):
-            self.plans, self.position = [None] * len(env_mask), [0] * len(env_mask)
-        for i in np.flatnonzero(env_mask):
-            self.plans[i], self.position[i] = None, 0
 
     def plan(self, instance: int, price: float, budget: int) -> list[str]:
         """The best plan of ``instance`` at this price and step budget, ``stop`` included where steps remain."""
@@ -248,15 +237,9 @@ class PlannerPolicy:
                     best, best_value = [*c["prefix"], *["train_all"] * k], value
         return best if len(best) >= budget else [*best, "stop"]
 
-    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
-        out = np.empty(len(obs), dtype=np.int64)
-        for i in range(len(obs)):
-            if self.plans[i] is None:  # the episode's first step: instance, price and budget are in this info
-                self.plans[i] = self.plan(int(info["instance"][i]), float(info["price"][i]), int(info["budget"][i]))
-            plan = self.plans[i]
-            out[i] = self.index[plan[min(self.position[i], len(plan) - 1)]]
-            self.position[i] += 1
-        return out
+    def make_plan(self, info: dict, i: int) -> list[str]:
+        """At an episode's first step the instance, price and budget are in ``info``."""
+        return self.plan(int(info["instance"][i]), float(info["price"][i]), int(info["budget"][i]))
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -41,7 +41,7 @@ def test_every_hyperparameter_file_reads_and_builds(micro_env_kwargs, algo):
 def test_every_sb3_agent_of_the_runner_has_settings_for_every_env_it_plays(agent, env_id):
     """The runner offers each SB3 agent on its ``env_ids``; training one there needs that env's entry."""
     algo = AGENTS[agent].script[AGENTS[agent].script.index("--algo") + 1]
-    assert load_hyperparams(algo, env_id)["n_timesteps"] == 4000
+    assert load_hyperparams(algo, env_id)["n_timesteps"] >= 4000  # RL Zoo's run length; the runner passes its own
 
 
 def test_policy_kwargs_are_parsed_not_evaluated():
