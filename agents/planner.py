@@ -96,15 +96,11 @@ class EntryRollouts:
             source.close()
         self.documented = [documented_prefix(self.info, i) for i in range(len(self.entries))]
 
-    def value(self, result: dict, prefix_length: int, price: float | None = None) -> float:
-        """A rollout's best estimated objective over its training lengths, at ``price`` (the reference price by
-        default) with the longest budget."""
-        price = self.reference_price if price is None else price
-        k = np.asarray(result["k"])
-        gain = np.asarray(result["test"]) - price * np.asarray(result["units"]) \
-            - self.crash_penalty * np.asarray(result["crashes"])
-        fits = prefix_length + k <= ROLLOUT_STEPS
-        return float(gain[fits].max()) if fits.any() else -np.inf
+    def value(self, result: dict, prefix_length: int) -> float:
+        """A rollout's best estimated objective over its training lengths, at the reference price with the longest
+        budget (relative to the reset score, which is the same for every candidate of an entry)."""
+        values = estimates(result, prefix_length, 0.0, self.reference_price, self.crash_penalty, ROLLOUT_STEPS)
+        return float(values.max()) if values.size else -np.inf
 
     def rollouts(self, jobs: list[tuple[int, tuple[str, ...]]], level: int = 1, progress: bool = True) -> list[dict]:
         """Roll every job (entry row, prefix) out in its own slot of one vector env."""
@@ -139,6 +135,16 @@ class EntryRollouts:
             return results
         finally:
             env.close()
+
+
+def estimates(result: dict, prefix_length: int, start: float, price: float, crash_penalty: float,
+              budget: int) -> np.ndarray:
+    """A rollout's estimated objective after each of its training lengths ``k``: test score minus ``start``, minus
+    price x compute, minus crash penalties; -inf where the plan (prefix, then ``k`` steps) exceeds ``budget``."""
+    k = np.asarray(result["k"])
+    value = np.asarray(result["test"]) - start - price * np.asarray(result["units"]) \
+        - crash_penalty * np.asarray(result["crashes"])
+    return np.where(prefix_length + k <= budget, value, -np.inf)
 
 
 def search_plans(suite_name: str = "LLMRepair-Suite-v1", split: str = "test", levels: int = 3, beam: int = 2,
@@ -231,10 +237,10 @@ class PlannerPolicy(OpenLoopPolicy):
         best: list[str] = []  # stopping at once: an estimated objective of 0
         best_value = 0.0
         for c in self.by_instance[instance]:
-            for k, test, units, crashes in zip(c["k"], c["test"], c["units"], c["crashes"]):
-                value = test - self.test_start[instance] - price * units - self.crash_penalty * crashes
-                if len(c["prefix"]) + k <= budget and value > best_value:
-                    best, best_value = [*c["prefix"], *["train_all"] * k], value
+            values = estimates(c, len(c["prefix"]), self.test_start[instance], price, self.crash_penalty, budget)
+            j = int(np.argmax(values)) if values.size else 0
+            if values.size and values[j] > best_value:
+                best, best_value = [*c["prefix"], *["train_all"] * c["k"][j]], float(values[j])
         return best if len(best) >= budget else [*best, "stop"]
 
     def make_plan(self, info: dict, i: int) -> list[str]:

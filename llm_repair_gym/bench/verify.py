@@ -152,7 +152,7 @@ def _replay_policy(suite, split: str, env_kwargs: dict, agent: str, seed: int, r
 
     from llm_repair_gym.bench.registry import agent_spec
     from llm_repair_gym.bench.runner import Job, config_hash
-    from llm_repair_gym.rl.episodes import env_names, run_episodes
+    from llm_repair_gym.rl.episodes import run_episodes
 
     records = sorted(records, key=lambda r: r["index"])
     now = config_hash(Job(agent, seed, suite.name, split, ""), suite.content_hash)
@@ -164,7 +164,7 @@ def _replay_policy(suite, split: str, env_kwargs: dict, agent: str, seed: int, r
     env = gym.make_vec(suite.env_id, num_envs=min(num_envs, len(records)), autoreset_mode="Disabled",
                        progress=progress, **suite.make_kwargs(split), **env_kwargs)
     try:
-        actions, features = env_names(suite.env_id)
+        actions, features = env.unwrapped.action_names, env.unwrapped.feature_names
         chooser = spec.policy(actions, features, seed) if spec.kind == "reference" else spec.load(spec.checkpoint_dir)
         played = run_episodes(env, chooser, [r["episode_seed"] for r in records], progress=progress,
                               desc=f"policy {agent}", instances=[r["instance"] for r in records],
