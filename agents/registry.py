@@ -1,6 +1,6 @@
 """Our agents as the runner sees them: one :class:`~llm_repair_gym.rl.agent_spec.AgentSpec` each, registered in
 ``pyproject.toml`` under the ``llm_repair_gym.agents`` entry-point group, exactly as an outside package would
-register its own (see the README's "Put your agent on the leaderboard").
+register its own (see docs/contributing.md).
 
 Training code is imported only when an agent trains, so the table loads without Stable-Baselines3.
 """
