@@ -10,7 +10,8 @@ What is generated (nothing here is copied by hand):
 * ``docs/generated/boards/<board>.md``: each carried leaderboard's ``leaderboard.md``, as the ``leaderboard``
   command wrote it, and its plots under ``docs/generated/img/``;
 * ``docs/generated/boards/<v0|v1>-summary.md``: the v0 and v1 boards' summary tables (``leaderboard.json``), and
-  ``v1-by-fault.md``: the headroom study's per-fault table (``headroom.json``);
+  ``v1-by-fault.md``: the headroom study's per-fault table (``headroom.json``), and ``v1-effort.md``: the
+  planner's score by search effort (its plan table and ``headroom.json``);
 * the README's board block, between ``<!-- boards -->`` and ``<!-- /boards -->``: the v0 and v1 summary tables.
 
 ``mkdocs build --strict`` (``tests/test_docs.py``) then builds the site from ``docs/`` and ``mkdocs.yml``.
@@ -30,6 +31,8 @@ OUT = ROOT / "docs" / "generated"
 README = ROOT / "README.md"
 BOARDS = {"v0": "benchmarks/leaderboard", "meta": "benchmarks/leaderboard-meta", "v1": "benchmarks/leaderboard-v1"}
 """Carried leaderboards: the docs' name for each, and its folder."""
+PLANS = "agents/checkpoints/LLMRepair-v1/planner/plans.json"
+"""The planner's carried plan table (its search effort)."""
 BOARD_PLOTS = ("curves", "intervals", "profiles")
 README_BLOCK = ("<!-- boards -->", "<!-- /boards -->")
 LABELS = {"planner": "`planner` (privileged)", "documented": "`documented` (privileged)",
@@ -95,6 +98,21 @@ def by_fault_table(headroom: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def effort_table(plans: dict, headroom: dict) -> str:
+    """The planner's score by search effort: candidates and rollout steps per entry (the carried plan table) and
+    the mean return and normalized score of the planner played at each effort (``headroom.json``)."""
+    lines = ["| search effort | candidates per entry | rollout steps per entry | planner's mean return | normalized |",
+             "|---|---|---|---|---|"]
+    entries = plans["entries"]
+    for level in range(1, plans["levels"] + 1):
+        candidates = sum(c["level"] <= level for e in entries for c in e["candidates"]) / len(entries)
+        row = headroom["planner_variants"][f"planner, effort {level}"]
+        name = f"{level} level{'s' if level > 1 else ''}" + (" (the carried table)" if level == plans["levels"] else "")
+        lines.append(f"| {name} | {candidates:.1f} | {candidates * plans['rollout_steps']:,.0f} | "
+                     f"{row['mean_return']:.3f} | {row['normalized']['point']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def board_files() -> dict[str, str | bytes]:
     """The carried boards' tables and plots, and the v1 summary and per-fault tables."""
     out: dict[str, str | bytes] = {}
@@ -111,6 +129,10 @@ def board_files() -> dict[str, str | bytes]:
     v1 = ROOT / BOARDS["v1"]
     out["boards/v1-by-fault.md"] = (NOTICE.format(source=f"{BOARDS['v1']}/headroom.json")
                                     + by_fault_table(json.loads((v1 / "headroom.json").read_text())))
+    plans = ROOT / PLANS
+    out["boards/v1-effort.md"] = (NOTICE.format(source=f"{PLANS} and {BOARDS['v1']}/headroom.json")
+                                  + effort_table(json.loads(plans.read_text()),
+                                                 json.loads((v1 / "headroom.json").read_text())))
     out["img/v1-headroom.png"] = (v1 / "headroom.png").read_bytes()
     return out
 
