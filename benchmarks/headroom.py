@@ -9,10 +9,13 @@ It reads the runner's results on ``LLMRepair-Suite-v1``'s test split and normali
 (:mod:`llm_repair_gym.bench.scores`: per entry, the no-op's mean return is 0 and the planner's is 1). It also
 plays, on the same episodes as the runner's runs, the planner at every lower search effort
 (:class:`agents.planner.PlannerPolicy` with ``effort=e``: only the candidates of the first ``e`` levels), so
-the reader sees how the ceiling grows with search and what it costs (rollout steps per entry), and two
-restrictions that split the planner's value: ``train_all`` alone and the documented repair's fixes, each
-trained for as long as the rollouts say pays (the planner's privileged stopping). What ``train_all`` alone
-reaches, any rule that trains while it pays can reach too.
+the reader sees how the ceiling grows with search and what it costs (rollout steps per entry), and three
+restrictions that split the planner's value, each trained for as long as the rollouts say pays (the planner's
+privileged stopping): ``train_all`` alone; the documented repair's fixes; and **one plan for every entry**, the
+prefix whose estimated objective summed over the entries is best (at the reference price), played whatever the
+fault set. What ``train_all`` alone reaches, any rule that trains while it pays can reach too; the one-plan
+variant bounds from below what a policy that reads nothing but when to stop can get, so the planner's lead
+over it is the most that knowing the fault set is worth on this suite.
 
 The analytic cap of an entry and run is what restoring the healthy model would score at the cheapest compute a
 known repair needs: (healthy test score - test score at reset) - price x the compute of the documented repair's
@@ -28,6 +31,7 @@ the cap and every agent's mean return; the issue's bar on the best observation-o
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -39,10 +43,11 @@ import torch
 from tqdm.auto import tqdm
 
 import llm_repair_gym  # noqa: F401  (registers the env ids)
-from agents.planner import CARRIED, ROLLOUT_STEPS, TAIL_GRID, PlannerPolicy
+from agents.planner import CARRIED, ROLLOUT_STEPS, TAIL_GRID, PlannerPolicy, estimates
 from llm_repair_gym.bench.plots import agent_colors
 from llm_repair_gym.bench.results import read_many
 from llm_repair_gym.bench.scores import entry_bounds, run_mean_interval, score_matrices
+from llm_repair_gym.envs.repair_v1 import LLMRepairV1VectorEnv
 from llm_repair_gym.envs.suites import load_suite
 from llm_repair_gym.lm.tasks import FAMILIES
 from llm_repair_gym.rl.episodes import run_episodes
@@ -54,13 +59,28 @@ SUITE = "LLMRepair-Suite-v1"
 RULES = ("rules_v1", "troubleshooter", "heuristic")
 """Observation-only rule policies: the bar is on the best of them."""
 TRAIN_ONLY = "train_all only, privileged stop"
+ONE_PLAN = "one plan for every entry, privileged stop"
 BAR = {"best_rules_mean_at_most": 0.6, "best_rules_upper_below": 0.7, "planner_lead_at_least": 0.3}
 
 
+def one_plan(table: dict) -> list[str]:
+    """The prefix, among those every entry's search tried, whose best estimated objective (over training lengths, at
+    the reference price with the longest budget) summed over the entries is highest."""
+    default = inspect.signature(LLMRepairV1VectorEnv).parameters["cost_weight"].default
+    price, penalty = load_suite(SUITE).make_kwargs("test").get("cost_weight", default), table["crash_penalty"]
+    totals: dict[tuple[str, ...], list[float]] = defaultdict(list)
+    for e in table["entries"]:
+        for c in e["candidates"]:
+            value = estimates(c, len(c["prefix"]), e["test_start"], price, penalty, ROLLOUT_STEPS)
+            totals[tuple(c["prefix"])].append(float(value.max()))
+    tried = {p: v for p, v in totals.items() if len(v) == len(table["entries"])}
+    return list(max(tried, key=lambda p: sum(tried[p])))
+
+
 def variants(table: dict) -> dict[str, tuple[dict, int]]:
-    """The planner's restrictions played beside it: ``{name: (plan table, effort)}``. Each lower effort; and two
-    that split its value: ``train_all`` alone and the documented repair's fixes, each then trained for as long as
-    the rollouts say pays (the planner's privileged stopping)."""
+    """The planner's restrictions played beside it: ``{name: (plan table, effort)}``. Each lower effort; and three
+    that split its value: ``train_all`` alone, the documented repair's fixes and :func:`one_plan`, each then
+    trained for as long as the rollouts say pays (the planner's privileged stopping)."""
     def only(keep) -> dict:
         return {**table, "entries": [{**e, "candidates": [c for c in e["candidates"] if keep(e, c)]}
                                      for e in table["entries"]]}
@@ -68,6 +88,8 @@ def variants(table: dict) -> dict[str, tuple[dict, int]]:
     out = {f"planner, effort {e}": (table, e) for e in range(1, table["levels"])}
     out[TRAIN_ONLY] = (only(lambda e, c: c["prefix"] == []), 1)
     out["documented fixes, privileged stop"] = (only(lambda e, c: c["prefix"] == e["documented_prefix"]), 1)
+    blind = one_plan(table)
+    out[ONE_PLAN] = (only(lambda e, c: c["prefix"] == blind), table["levels"])
     return out
 
 
@@ -171,8 +193,8 @@ def summarize(records: list[dict], table: dict, played: dict, cap: dict) -> dict
     entries = [{"index": i, "fault": faults[i], "scaled": i in bounds, "cap": float(np.mean([cap[s][i] for s in cap])),
                 **{a: float(np.mean([raw[a][s][i] for s in raw[a]])) for a in raw}} for i in sorted(faults)]
     return {"suite": SUITE, "split": "test", "runs": {a: len(raw[a]) for a in raw}, "normalized_entries": len(kept),
-            "entries_total": len(entries), "agents": agents, "planner_variants": levels, "bar": bar,
-            "entries": entries}
+            "entries_total": len(entries), "agents": agents, "planner_variants": levels, "one_plan": one_plan(table),
+            "bar": bar, "entries": entries}
 
 
 def plot(report: dict, path: Path) -> Path:
@@ -187,9 +209,12 @@ def plot(report: dict, path: Path) -> Path:
         values = [report["agents"][agent]["by_fault"].get(f, np.nan) for f in faults]
         ax.bar(np.arange(len(faults)) + (k - len(agents) / 2 + 0.5) * width, values, width, color=colors[agent],
                label=f"{agent} ({report['agents'][agent]['normalized']['point']:.2f})")
-    train = report["planner_variants"][TRAIN_ONLY]["by_fault"]
-    ax.plot(np.arange(len(faults)), [train.get(f, np.nan) for f in faults], "o", color="grey",
-            label=f"{TRAIN_ONLY} ({report['planner_variants'][TRAIN_ONLY]['normalized']['point']:.2f})")
+    for name, marker in ((TRAIN_ONLY, "o"), (ONE_PLAN, "D")):
+        variant = report["planner_variants"][name]
+        label = name if name != ONE_PLAN else f"one plan for every entry ({' + '.join(report['one_plan'])})"
+        ax.plot(np.arange(len(faults)), [variant["by_fault"].get(f, np.nan) for f in faults], marker, color="grey",
+                label=f"{label}, privileged stop ({variant['normalized']['point']:.2f})".replace(
+                    ", privileged stop, privileged stop", ", privileged stop"))
     cap = [report["agents"]["analytic cap"]["by_fault"].get(f, np.nan) for f in faults]
     ax.plot(np.arange(len(faults)), cap, "k_", markersize=22, markeredgewidth=2, label="analytic cap")
     ax.axhline(0, color="grey", linewidth=0.8)

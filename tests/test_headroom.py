@@ -4,7 +4,7 @@ on hand-made results of LLMRepair-Suite-v1's test split."""
 import numpy as np
 import pytest
 
-from benchmarks.headroom import BAR, TRAIN_ONLY, plot, summarize, variants
+from benchmarks.headroom import BAR, ONE_PLAN, TRAIN_ONLY, one_plan, plot, summarize, variants
 from llm_repair_gym.envs.suites import load_suite
 
 SUITE = "LLMRepair-Suite-v1"
@@ -29,7 +29,8 @@ def _records(returns: dict[str, np.ndarray]) -> list[dict]:
 def _table(n: int) -> dict:
     suite = load_suite(SUITE)
     candidate = {"prefix": [], "level": 1, "k": [0], "test": [0.5], "units": [0.0], "crashes": [0]}
-    return {"levels": 3, "entries": [{"index": e.index, "fault": e.fault, "documented_prefix": [],
+    return {"levels": 3, "crash_penalty": 1.0,
+            "entries": [{"index": e.index, "fault": e.fault, "documented_prefix": [], "test_start": 0.0,
                                       "candidates": [candidate, {**candidate, "prefix": ["reset_norms"], "level": 2}]}
                                      for e in suite.entries("test")[:n]]}
 
@@ -42,7 +43,7 @@ def test_headroom_normalizes_to_the_planner_and_judges_the_bar(tmp_path):
                "troubleshooter": 0.9 * planner.mean(0) + np.zeros((3, n))}
     table = _table(n)
     half = {run: {i: 0.25 * planner[:, i].mean() for i in range(n)} for run in (1, 2, 3)}
-    played = {"planner, effort 1": half, TRAIN_ONLY: half}
+    played = {"planner, effort 1": half, TRAIN_ONLY: half, ONE_PLAN: half}
     cap = {run: {i: 1.0 for i in range(n)} for run in (1, 2, 3)}
     report = summarize(_records(returns), table, played, cap)
     agents = report["agents"]
@@ -65,9 +66,25 @@ def test_the_variants_split_the_planners_candidates():
     table = _table(3)
     table["entries"][0]["documented_prefix"] = ["reset_norms"]
     out = variants(table)
-    assert set(out) == {"planner, effort 1", "planner, effort 2", TRAIN_ONLY, "documented fixes, privileged stop"}
+    assert set(out) == {"planner, effort 1", "planner, effort 2", TRAIN_ONLY, "documented fixes, privileged stop",
+                        ONE_PLAN}
     train_only, _ = out[TRAIN_ONLY]
     assert all([c["prefix"] for c in e["candidates"]] == [[]] for e in train_only["entries"])
     documented, _ = out["documented fixes, privileged stop"]
     assert [c["prefix"] for c in documented["entries"][0]["candidates"]] == [["reset_norms"]]
     assert table["entries"][0]["candidates"][1]["prefix"] == ["reset_norms"]  # the table itself is untouched
+
+
+def test_one_plan_is_the_prefix_best_summed_over_the_entries_not_any_entrys_best():
+    table = _table(3)
+    best_alone = [0.9, 0.0, 0.0]  # "reset_norms" wins entry 0 by far, loses the other two
+    for e, value in zip(table["entries"], best_alone):
+        e["candidates"][0]["test"] = [0.5]
+        e["candidates"][1]["test"] = [value]
+        e["candidates"].append({**e["candidates"][0], "prefix": ["lr_down"], "test": [0.3]})
+    del table["entries"][2]["candidates"][2]  # a prefix not every entry tried is no candidate
+    assert one_plan(table) == []
+    table["entries"][0]["candidates"][1]["test"] = [2.0]
+    assert one_plan(table) == ["reset_norms"]
+    blind, effort = variants(table)[ONE_PLAN]
+    assert all([c["prefix"] for c in e["candidates"]] == [["reset_norms"]] for e in blind["entries"])
