@@ -162,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="replay a results file and refuse it if anything differs")
     verify.add_argument("results", nargs="+", type=Path, help="results files or folders of them")
-    verify.add_argument("--num-envs", type=_positive, default=8, help="envs replaying at once")
+    verify.add_argument("--num-envs", type=_positive, default=8,
+                        help="envs replaying at once (the runner evaluates 8 at once; on LLMRepair-v1 another number "
+                             "can change the last bits, and chaotic episodes' outcomes)")
     verify.add_argument("--policy", action="store_true", help="replay reference and carried agents as policies: "
                         "their choices must be the recorded actions")
     verify.set_defaults(run=_verify)
