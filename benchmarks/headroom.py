@@ -209,12 +209,12 @@ def plot(report: dict, path: Path) -> Path:
         values = [report["agents"][agent]["by_fault"].get(f, np.nan) for f in faults]
         ax.bar(np.arange(len(faults)) + (k - len(agents) / 2 + 0.5) * width, values, width, color=colors[agent],
                label=f"{agent} ({report['agents'][agent]['normalized']['point']:.2f})")
-    for name, marker in ((TRAIN_ONLY, "o"), (ONE_PLAN, "D")):
+    restrictions = {TRAIN_ONLY: ("train_all only", "o"),
+                    ONE_PLAN: (f"one plan for every entry ({' + '.join(report['one_plan'])})", "D")}
+    for name, (label, marker) in restrictions.items():
         variant = report["planner_variants"][name]
-        label = name if name != ONE_PLAN else f"one plan for every entry ({' + '.join(report['one_plan'])})"
         ax.plot(np.arange(len(faults)), [variant["by_fault"].get(f, np.nan) for f in faults], marker, color="grey",
-                label=f"{label}, privileged stop ({variant['normalized']['point']:.2f})".replace(
-                    ", privileged stop, privileged stop", ", privileged stop"))
+                label=f"{label}, privileged stop ({variant['normalized']['point']:.2f})")
     cap = [report["agents"]["analytic cap"]["by_fault"].get(f, np.nan) for f in faults]
     ax.plot(np.arange(len(faults)), cap, "k_", markersize=22, markeredgewidth=2, label="analytic cap")
     ax.axhline(0, color="grey", linewidth=0.8)
