@@ -123,8 +123,16 @@ def effort_table(plans: dict, headroom: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def board_files() -> dict[str, str | bytes]:
-    """The carried boards' tables and plots, and the v1 summary and per-fault tables."""
+def summaries() -> dict[str, str]:
+    """The v0 and v1 boards' summary tables (:func:`summary_table` of each ``leaderboard.json``), read once for
+    the docs and the README."""
+    return {name: summary_table(json.loads((ROOT / BOARDS[name] / "leaderboard.json").read_text()))
+            for name in ("v0", "v1")}
+
+
+def board_files(summary: dict[str, str]) -> dict[str, str | bytes]:
+    """The carried boards' tables and plots, the v0 and v1 summary tables, and the v1 per-fault and effort
+    tables."""
     out: dict[str, str | bytes] = {}
     for name, folder in BOARDS.items():
         path = ROOT / folder
@@ -132,30 +140,24 @@ def board_files() -> dict[str, str | bytes]:
         out[f"boards/{name}.md"] = notice + (path / "leaderboard.md").read_text()
         for plot in BOARD_PLOTS:
             out[f"img/{name}-{plot}.png"] = (path / f"{plot}.png").read_bytes()
-    for name in ("v0", "v1"):
-        out[f"boards/{name}-summary.md"] = (NOTICE.format(source=f"{BOARDS[name]}/leaderboard.json")
-                                            + summary_table(json.loads((ROOT / BOARDS[name] / "leaderboard.json")
-                                                                       .read_text())))
+    for name, table in summary.items():
+        out[f"boards/{name}-summary.md"] = NOTICE.format(source=f"{BOARDS[name]}/leaderboard.json") + table
     v1 = ROOT / BOARDS["v1"]
-    out["boards/v1-by-fault.md"] = (NOTICE.format(source=f"{BOARDS['v1']}/headroom.json")
-                                    + by_fault_table(json.loads((v1 / "headroom.json").read_text())))
-    plans = ROOT / PLANS
+    headroom = json.loads((v1 / "headroom.json").read_text())
+    out["boards/v1-by-fault.md"] = NOTICE.format(source=f"{BOARDS['v1']}/headroom.json") + by_fault_table(headroom)
     out["boards/v1-effort.md"] = (NOTICE.format(source=f"{PLANS} and {BOARDS['v1']}/headroom.json")
-                                  + effort_table(json.loads(plans.read_text()),
-                                                 json.loads((v1 / "headroom.json").read_text())))
+                                  + effort_table(json.loads((ROOT / PLANS).read_text()), headroom))
     out["img/v1-headroom.png"] = (v1 / "headroom.png").read_bytes()
     return out
 
 
-def readme_with_boards(readme: str) -> str:
+def readme_with_boards(readme: str, summary: dict[str, str]) -> str:
     """The README with its board block regenerated (the v0 and v1 summary tables)."""
     start, end = README_BLOCK
     if readme.count(start) != 1 or readme.count(end) != 1:
         raise ValueError(f"README.md must hold exactly one {start} ... {end} block")
-    tables = []
-    for name, title in (("v0", "LLMRepair-v0"), ("v1", "LLMRepair-v1")):
-        board = json.loads((ROOT / BOARDS[name] / "leaderboard.json").read_text())
-        tables.append(f"**{title}** ({BOARDS[name]}/): " + summary_table(board))
+    tables = [f"**{title}** ({BOARDS[name]}/): " + summary[name]
+              for name, title in (("v0", "LLMRepair-v0"), ("v1", "LLMRepair-v1"))]
     head, rest = readme.split(start)
     _, tail = rest.split(end)
     return head + start + "\n" + "\n".join(tables) + end + tail
@@ -163,8 +165,9 @@ def readme_with_boards(readme: str) -> str:
 
 def expected() -> dict[Path, str | bytes]:
     """Every generated file, by path, with its content."""
-    files = {OUT / k: v for k, v in {**env_manuals(), **board_files()}.items()}
-    files[README] = readme_with_boards(README.read_text())
+    summary = summaries()
+    files = {OUT / k: v for k, v in {**env_manuals(), **board_files(summary)}.items()}
+    files[README] = readme_with_boards(README.read_text(), summary)
     return files
 
 
