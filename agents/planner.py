@@ -110,31 +110,43 @@ class EntryRollouts:
             state.tensors["rng.seeds"] = state.tensors["rng.seeds"].new_tensor(
                 [ROLLOUT_SEED + self.entries[row].instance for row, _ in jobs])
             state.tensors["rng.counters"].zero_()
-            state.tensors["budget"].fill_(ROLLOUT_STEPS + 1)  # no slot's episode ends inside the rollout
-            state.host["budget"] = [ROLLOUT_STEPS + 1] * len(jobs)
-            env.set_state(state)
-            index = {name: i for i, name in enumerate(env.action_names)}
-            length = np.array([len(p) for _, p in jobs])
-            grid = set(TAIL_GRID)
-            results = [{"level": level, "k": [], "test": [], "units": [], "crashes": []} for _ in jobs]
-            for t in tqdm(range(ROLLOUT_STEPS + 1), desc=f"level {level}: {len(jobs)} rollouts", leave=False,
-                          disable=not progress):
-                due = np.flatnonzero([t >= n and t - n in grid for n in length])
-                if due.size:
-                    test = env.score_test(due)
-                    units = (env.state.flops[due] / env.flops_ref).cpu().numpy()
-                    crashes = env.state.crashes[due].cpu().numpy()
-                    for j, score, u, c in zip(due, test, units, crashes):
-                        results[j]["k"].append(int(t - length[j]))
-                        results[j]["test"].append(round(float(score), 6))
-                        results[j]["units"].append(round(float(u), 6))
-                        results[j]["crashes"].append(int(c))
-                if t == ROLLOUT_STEPS:
-                    break
-                env.step(np.array([index[p[t]] if t < len(p) else index["train_all"] for _, p in jobs]))
-            return results
+            scored = play_prefixes(env, state, [prefix for _, prefix in jobs], ROLLOUT_STEPS, TAIL_GRID,
+                                   desc=f"level {level}: {len(jobs)} rollouts", progress=progress)
+            return [{"level": level, "k": r["k"], "test": [round(v, 6) for v in r["test"]],
+                     "units": [round(v, 6) for v in r["units"]], "crashes": r["crashes"]} for r in scored]
         finally:
             env.close()
+
+
+def play_prefixes(env, start, prefixes: list[tuple[str, ...]], steps: int, grid: tuple[int, ...],
+                  desc: str = "rollouts", progress: bool = True) -> list[dict]:
+    """Play, from ``start`` (an :class:`~llm_repair_gym.envs.snapshot.EnvState` of ``env``, one row per prefix),
+    each slot's prefix, then ``train_all``, for ``steps`` steps in all (no slot's episode ends inside them); after
+    ``k`` training steps, for each ``k`` of ``grid`` reached, record the slot's test score (the privileged
+    ``score_test``), its compute so far (``train_all`` units) and its crashes. Returns per slot ``{"k": [...],
+    "test": [...], "units": [...], "crashes": [...]}``. ``start``'s step budgets are raised to ``steps + 1``."""
+    start.tensors["budget"].fill_(steps + 1)
+    start.host["budget"] = [steps + 1] * len(prefixes)
+    env.set_state(start)
+    index = {name: i for i, name in enumerate(env.action_names)}
+    length = np.array([len(p) for p in prefixes])
+    due_at = set(grid)
+    results = [{"k": [], "test": [], "units": [], "crashes": []} for _ in prefixes]
+    for t in tqdm(range(steps + 1), desc=desc, leave=False, disable=not progress):
+        due = np.flatnonzero([t >= n and t - n in due_at for n in length])
+        if due.size:
+            test = env.score_test(due)
+            units = (env.state.flops[due] / env.flops_ref).cpu().numpy()
+            crashes = env.state.crashes[due].cpu().numpy()
+            for j, score, u, c in zip(due, test, units, crashes):
+                results[j]["k"].append(int(t - length[j]))
+                results[j]["test"].append(float(score))
+                results[j]["units"].append(float(u))
+                results[j]["crashes"].append(int(c))
+        if t == steps:
+            break
+        env.step(np.array([index[p[t]] if t < len(p) else index["train_all"] for p in prefixes]))
+    return results
 
 
 def estimates(result: dict, prefix_length: int, start: float, price: float, crash_penalty: float,

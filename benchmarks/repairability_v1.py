@@ -10,7 +10,9 @@ state: ``train_all`` only; the fault's documented fixes, then ``train_all``; and
 ``reinit_block<target>``, then ``train_all``. After ``k`` training steps (``k`` in :data:`GRID`, counted from the end
 of each instance's own prefix) each is scored on
 the test split (the privileged :meth:`score_test`), as the share of the fault's damage repaired:
-``(score - score at reset) / (healthy score - score at reset)``, averaged over the instances.
+``(score - score at reset) / (healthy score - score at reset)``, averaged over the instances whose damage is at
+least :data:`MIN_DAMAGE` (a milder one has no scale: its share would be training noise over almost nothing; the
+JSON counts them as ``too_mild``).
 
 On ``--envs`` healthy live instances it also measures what each repair a plan could apply blindly
 (:data:`CHEAP_REPAIRS`) costs where nothing is wrong: a repair that is free and harmless there belongs in every
@@ -38,7 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 import llm_repair_gym  # noqa: F401  (registers the env ids)
-from agents.planner import documented_prefix
+from agents.planner import documented_prefix, play_prefixes
 from llm_repair_gym.lm.tasks import FAMILIES
 from llm_repair_gym.repair import faults_v1
 
@@ -49,6 +51,8 @@ GRID = (0, 1, 2, 4, 8, 12, 16, 24)
 """Training steps after the prefix at which a variant is scored."""
 SEED = 100
 MAX_PREFIX = 8  # the longest documented fixes of one fault (hidden_lr: one lr_down per half-decade) fit
+MIN_DAMAGE = 0.02  # test accuracy an instance must have lost for its repaired share to count (8 train_all steps
+# move a healthy model's test score by about that much)
 
 @contextlib.contextmanager
 def severities(ranges: dict[str, tuple[float, float]]):
@@ -67,35 +71,29 @@ def measure(fault: str, envs: int) -> dict:
     """The damage at reset and the repaired share after each ``k`` of :data:`GRID`, per variant, for ``envs`` live
     instances holding ``fault`` alone."""
     env = gym.make_vec("LLMRepair-v1", num_envs=envs, instances="live", autoreset_mode="Disabled", progress=False,
-                       max_episode_steps=GRID[-1] + MAX_PREFIX).unwrapped
+                       max_episode_steps=GRID[-1] + MAX_PREFIX + 1).unwrapped
     try:
         seeds = list(range(SEED, SEED + envs))
         _, info = env.reset(seed=seeds, options={"faults": [fault]})
         start_state = env.get_state()
-        start_state.tensors["budget"].fill_(GRID[-1] + MAX_PREFIX)  # no episode ends inside a variant
-        start_state.host["budget"] = [GRID[-1] + MAX_PREFIX] * envs
         healthy = np.mean([np.asarray(info["healthy_accuracy"][f]) for f in FAMILIES], axis=0)
         start = env.score_test()
         column = faults_v1.FAULT_NAMES_V1.index(fault)
-        prefixes = {"train_all only": [[] for _ in seeds], "documented fixes first": [
-            list(documented_prefix(info, i)) for i in range(envs)]}
+        prefixes = {"train_all only": [() for _ in seeds], "documented fixes first": [
+            documented_prefix(info, i) for i in range(envs)]}
         if faults_v1.FAULTS_V1[column].target_kind == "block":
             targets = env.state.fault_targets[:, column].tolist()
-            prefixes["reinit_block<target> first"] = [[f"reinit_block{t}"] for t in targets]
-        out = {"damage": float(np.mean(healthy - start)), "variants": {}}
+            prefixes["reinit_block<target> first"] = [(f"reinit_block{t}",) for t in targets]
+        scaled = healthy - start >= MIN_DAMAGE
+        out = {"damage": float(np.mean(healthy - start)), "too_mild": int((~scaled).sum()), "variants": {}}
         for name, plans in prefixes.items():
-            env.set_state(start_state)
-            length = np.array([len(p) for p in plans])
-            shares = np.full((envs, len(GRID)), np.nan)
-            for t in range(int(length.max()) + GRID[-1] + 1):
-                for g, k in enumerate(GRID):
-                    due = np.flatnonzero(t - length == k)
-                    if due.size:
-                        shares[due, g] = (env.score_test(due) - start[due]) / (healthy[due] - start[due])
-                if t < int(length.max()) + GRID[-1]:
-                    env.step(np.array([env.action_names.index(p[t] if t < len(p) else "train_all") for p in plans]))
+            steps = max(len(p) for p in plans) + GRID[-1]
+            scored = play_prefixes(env, start_state, plans, steps, GRID, progress=False)
+            shares = np.array([[(test - start[j]) / max(healthy[j] - start[j], MIN_DAMAGE) for test in r["test"]]
+                               for j, r in enumerate(scored)])  # every slot reaches every k of GRID
+            repaired = shares[scaled].mean(0) if scaled.any() else np.full(len(GRID), np.nan)  # NaN: none counts
             out["variants"][name] = {"prefixes": sorted({" ".join(p) for p in plans}),
-                                     "repaired": {k: float(v) for k, v in zip(GRID, shares.mean(0))}}
+                                     "repaired": {k: float(v) for k, v in zip(GRID, repaired)}}
         return out
     finally:
         env.close()
@@ -188,7 +186,9 @@ def main(argv: list[str] | None = None) -> dict:
             report["faults"][fault] = measure(fault, args.envs)
             shares = "  ".join(f"{name}: " + " ".join(f"{v:.2f}" for v in variant["repaired"].values())
                                for name, variant in report["faults"][fault]["variants"].items())
-            tqdm.write(f"{fault:18s} damage {report['faults'][fault]['damage']:.3f}  {shares}")
+            mild = report["faults"][fault]["too_mild"]
+            tqdm.write(f"{fault:18s} damage {report['faults'][fault]['damage']:.3f}"
+                       + (f" ({mild} too mild to count)" if mild else "") + f"  {shares}")
     report["healthy"] = harm(args.envs)
     for repair, row in report["healthy"].items():
         print(f"healthy, {repair:16s} " + "  ".join(f"{k} {v:+.4f}" for k, v in row.items()))
