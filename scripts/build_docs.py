@@ -11,7 +11,8 @@ What is generated (nothing here is copied by hand):
   command wrote it, and its plots under ``docs/generated/img/``;
 * ``docs/generated/boards/<v0|v1>-summary.md``: the v0 and v1 boards' summary tables (``leaderboard.json``), and
   ``v1-by-fault.md``: the headroom study's per-fault table (``headroom.json``), and ``v1-effort.md``: the
-  planner's score by search effort (its plan table and ``headroom.json``);
+  planner's score by search effort (its plan table and ``headroom.json``), and ``v1-whatif.md`` with its plot:
+  the v1 what-ifs' tables (``benchmarks/results/whatif_v1.md``, as ``benchmarks/whatif_v1.py`` wrote them);
 * the README's board block, between ``<!-- boards -->`` and ``<!-- /boards -->``: the v0 and v1 summary tables.
 
 ``mkdocs build --strict`` (``tests/test_docs.py``) then builds the site from ``docs/`` and ``mkdocs.yml``.
@@ -31,6 +32,8 @@ OUT = ROOT / "docs" / "generated"
 README = ROOT / "README.md"
 BOARDS = {"v0": "benchmarks/leaderboard", "meta": "benchmarks/leaderboard-meta", "v1": "benchmarks/leaderboard-v1"}
 """Carried leaderboards: the docs' name for each, and its folder."""
+WHATIF = "benchmarks/results/whatif_v1"
+"""The v1 what-ifs (``python -m benchmarks.whatif_v1``): their tables (``.md``) and plot (``.png``)."""
 PLANS = "agents/checkpoints/LLMRepair-v1/planner/plans.json"
 """The planner's carried plan table (its search effort)."""
 BOARD_PLOTS = ("curves", "intervals", "profiles")
@@ -131,8 +134,8 @@ def summaries() -> dict[str, str]:
 
 
 def board_files(summary: dict[str, str]) -> dict[str, str | bytes]:
-    """The carried boards' tables and plots, the v0 and v1 summary tables, and the v1 per-fault and effort
-    tables."""
+    """The carried boards' tables and plots, the v0 and v1 summary tables, and the v1 per-fault, effort and
+    what-if tables."""
     out: dict[str, str | bytes] = {}
     for name, folder in BOARDS.items():
         path = ROOT / folder
@@ -148,6 +151,8 @@ def board_files(summary: dict[str, str]) -> dict[str, str | bytes]:
     out["boards/v1-effort.md"] = (NOTICE.format(source=f"{PLANS} and {BOARDS['v1']}/headroom.json")
                                   + effort_table(json.loads((ROOT / PLANS).read_text()), headroom))
     out["img/v1-headroom.png"] = (v1 / "headroom.png").read_bytes()
+    out["boards/v1-whatif.md"] = NOTICE.format(source=f"{WHATIF}.md") + (ROOT / f"{WHATIF}.md").read_text()
+    out["img/v1-whatif.png"] = (ROOT / f"{WHATIF}.png").read_bytes()
     return out
 
 
