@@ -13,26 +13,28 @@ The headroom issue's bar (``benchmarks/headroom.py``) asks for the best observat
 
 Each cell of the grid (a price multiplier and a budget range) plays, on every entry of ``LLMRepair-Suite-v1``'s test
 split and on the runner's episode seeds (runs ``1..--runs``): the no-op, the planner (the carried plan table: its
-search does not depend on either setting, its choice among the candidates does), ``rules_v1``, :class:`BlindRules`
-(``rules_v1`` with no diagnosis at all), the troubleshooter (its carried fit), and two of the planner's restrictions
-(:func:`benchmarks.headroom.variants`): ``train_all`` alone and the one plan for every entry, each with the
-planner's privileged stopping. Scores are normalized per entry as on the board (no-op 0, planner 1; an entry where
-the planner gains less than :data:`~llm_repair_gym.bench.scores.MIN_GAP` is left out) with a whole-run interval. The
-rules were tuned at the default settings: at others they are what they are, neither re-tuned nor told.
+candidates were searched at the default price, and it chooses among them at each price and budget; a search at
+another price could find better ones, so its "1" there is a floor of what search reaches), ``rules_v1``,
+:class:`BlindRules` (``rules_v1`` with no diagnosis at all), the troubleshooter (its carried fit), and two of the
+planner's restrictions (:func:`benchmarks.headroom.variants`): ``train_all`` alone and the one plan for every entry,
+each with the planner's privileged stopping. Scores are normalized per entry as on the board (no-op 0, planner 1; an
+entry where the planner gains less than :data:`~llm_repair_gym.bench.scores.MIN_GAP` is left out) with a whole-run
+interval. The rules were tuned at the default settings: at others they are what they are, neither re-tuned nor told.
 
 A budget floor below 12 is outside what the env accepts (``MIN_BUDGET``); this script lowers that module
 constant inside its own process for the cells that ask for it, and nowhere else.
 
 Writes ``--out`` (JSON), and beside it a PNG (each policy's normalized mean per cell, over every entry and over
-those with more at stake) and a Markdown file (one row
-per cell; each policy's mean return as a share of the planner's; and each cell split by the entries' stakes, the
-planner's gain over the no-op), which it also prints. ``--from-json`` writes the plot and tables of an earlier report.
+those with more at stake) and a Markdown file (one row per cell; each policy's mean return as a share of the
+planner's; and each cell split by the entries' stakes, the planner's gain over the no-op), which it also prints.
+``--from-json`` writes the plot and tables of an earlier report.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import sys
 import time
@@ -51,8 +53,9 @@ from agents.loading import load_policy
 from agents.planner import CARRIED, PlannerPolicy
 from agents.rules_v1 import RulesV1Policy
 from agents.troubleshooter import CARRIED as TROUBLESHOOTER
-from benchmarks.headroom import ONE_PLAN, SUITE, TRAIN_ONLY, variants
+from benchmarks.headroom import BAR, ONE_PLAN, SUITE, TRAIN_ONLY, variants
 from llm_repair_gym.bench.scores import MIN_GAP, run_mean_interval
+from llm_repair_gym.envs.repair_v1 import LLMRepairV1VectorEnv
 from llm_repair_gym.envs.suites import load_suite
 from llm_repair_gym.rl.episodes import run_episodes
 
@@ -108,7 +111,8 @@ def play_cell(table: dict, multiplier: float, floor: int, top: int, runs: list[i
     suite = load_suite(SUITE)
     entries = suite.entries("test")
     kwargs = suite.make_kwargs("test")
-    kwargs["cost_weight"] = multiplier * kwargs.get("cost_weight", 0.003)
+    default = inspect.signature(LLMRepairV1VectorEnv).parameters["cost_weight"].default
+    kwargs["cost_weight"] = multiplier * kwargs.get("cost_weight", default)
     out = {name: np.zeros((len(runs), len(entries))) for name in POLICIES}
     with budget_floor(floor):
         env = gym.make_vec(suite.env_id, num_envs=len(entries), autoreset_mode="Disabled", progress=False,
@@ -213,7 +217,7 @@ def returns_table(report: dict) -> str:
 
 
 def tables(report: dict) -> str:
-    """The Markdown file: the normalized means, the return shares and the default cell by stakes."""
+    """The Markdown file: the normalized means, the return shares and every cell by stakes."""
     return "\n".join((
         "**Normalized mean** (no-op 0, planner 1 per entry; whole-run interval):\n", markdown_table(report),
         "**Mean return as a share of the planner's** (entries weighed by their stakes):\n", returns_table(report),
@@ -267,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"suite": SUITE, "split": "test", "runs": runs, "threads": args.threads,
               "seconds": round(time.perf_counter() - started, 1),
               "command": "python -m benchmarks.whatif_v1 " + " ".join(sys.argv[1:] if argv is None else argv),
-              "bar": 0.6, "cells": cells}
+              "bar": BAR["best_rules_mean_at_most"], "cells": cells}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     return write(report, out)
