@@ -71,7 +71,7 @@ def measure(fault: str, envs: int) -> dict:
     """The damage at reset and the repaired share after each ``k`` of :data:`GRID`, per variant, for ``envs`` live
     instances holding ``fault`` alone."""
     env = gym.make_vec("LLMRepair-v1", num_envs=envs, instances="live", autoreset_mode="Disabled", progress=False,
-                       max_episode_steps=GRID[-1] + MAX_PREFIX + 1).unwrapped
+                       max_episode_steps=GRID[-1] + MAX_PREFIX + 1).unwrapped  # play_prefixes' budgets fit
     try:
         seeds = list(range(SEED, SEED + envs))
         _, info = env.reset(seed=seeds, options={"faults": [fault]})
