@@ -70,8 +70,7 @@ def severities(ranges: dict[str, tuple[float, float]]):
 def measure(fault: str, envs: int) -> dict:
     """The damage at reset and the repaired share after each ``k`` of :data:`GRID`, per variant, for ``envs`` live
     instances holding ``fault`` alone."""
-    env = gym.make_vec("LLMRepair-v1", num_envs=envs, instances="live", autoreset_mode="Disabled", progress=False,
-                       max_episode_steps=GRID[-1] + MAX_PREFIX + 1).unwrapped  # play_prefixes' budgets fit
+    env = _live_env(envs)
     try:
         seeds = list(range(SEED, SEED + envs))
         _, info = env.reset(seed=seeds, options={"faults": [fault]})
@@ -106,25 +105,28 @@ CHEAP_REPAIRS = ("reset_norms", "reset_optimizer", "lr_down", "refresh_data", "f
 def harm(envs: int) -> dict[str, dict[str, float]]:
     """What each of :data:`CHEAP_REPAIRS` does to ``envs`` healthy live instances: the test score change right after
     it and after 8 ``train_all`` steps, beside 8 ``train_all`` steps alone."""
-    env = gym.make_vec("LLMRepair-v1", num_envs=envs, instances="live", autoreset_mode="Disabled", progress=False,
-                       max_episode_steps=GRID[-1] + MAX_PREFIX).unwrapped
+    env = _live_env(envs)
     try:
         env.reset(seed=list(range(SEED, SEED + envs)), options={"faults": []})
         start_state, start = env.get_state(), env.score_test()
         out = {}
         for repair in (None, *CHEAP_REPAIRS):
-            env.set_state(start_state)
-            row = {}
-            if repair is not None:
-                env.step(np.full(envs, env.action_names.index(repair)))
-                row["after"] = float(np.mean(env.score_test() - start))
-            for _ in range(8):
-                env.step(np.full(envs, env.action_names.index("train_all")))
-            row["after 8 train_all"] = float(np.mean(env.score_test() - start))
-            out[repair or "train_all only"] = row
+            prefix = () if repair is None else (repair,)
+            scored = play_prefixes(env, start_state, [prefix] * envs, len(prefix) + 8, (0, 8), progress=False)
+            change = {k: float(np.mean([r["test"][r["k"].index(k)] - s for r, s in zip(scored, start)]))
+                      for k in (0, 8)}
+            row = {"after": change[0]} if repair is not None else {}
+            out[repair or "train_all only"] = {**row, "after 8 train_all": change[8]}
         return out
     finally:
         env.close()
+
+
+def _live_env(envs: int):
+    """A v1 vector env of ``envs`` live instances whose budgets fit every variant (:func:`play_prefixes` sets them
+    one step above the longest)."""
+    return gym.make_vec("LLMRepair-v1", num_envs=envs, instances="live", autoreset_mode="Disabled", progress=False,
+                        max_episode_steps=GRID[-1] + MAX_PREFIX + 1).unwrapped
 
 
 def plot(report: dict, path: Path) -> Path:
