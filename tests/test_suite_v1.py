@@ -25,6 +25,7 @@ from llm_repair_gym.envs import repair_v1, suites
 from llm_repair_gym.lm.model import group_names
 from llm_repair_gym.lm.presets import get_preset
 from llm_repair_gym.lm.tasks import FAMILIES
+from llm_repair_gym.lm.zoo import zoo_path
 from llm_repair_gym.repair import measure_v1
 from llm_repair_gym.repair.actions_v1 import build_actions_v1
 from llm_repair_gym.repair.dynamics import DynamicsConfig
@@ -306,6 +307,8 @@ def test_the_runner_plays_v1s_agents_on_the_suite_and_verify_accepts_them(tiny_s
     agents = ["noop", "random", "rules_v1", "documented"]
     todo, _ = plan_jobs(agents, [1], SUITE, "test", tmp_path, limit=2)
     run_jobs(todo, workers=1, progress=False)
+    # the runner names actions and features on the suite's own preset: no zoo of v1's default preset was built
+    assert zoo_path("tiny").exists() and not zoo_path("nano").exists()
     played = {a: read_results(tmp_path / "episodes" / a / "seed1.jsonl") for a in agents}
     entries = tiny_suite.entries("test")[:2]
     for agent, records in played.items():

@@ -102,7 +102,7 @@ def run_job(job: Job) -> str:
     torch.set_num_threads(1)
     suite = load_suite(job.suite)
     entries = suite.entries(job.split)[:job.limit]
-    names = env_names(suite.env_id)
+    names = env_names(suite.env_id, **suite.env_kwargs)  # the suite's preset, not the env's default one
     policy = _policy(job, suite, *names)
     env = gym.make_vec(suite.env_id, num_envs=min(job.eval_envs, len(entries)), autoreset_mode="Disabled",
                        progress=False, **suite.make_kwargs(job.split), **agent_env_kwargs(job.agent))

@@ -160,10 +160,12 @@ def evaluate_on_held_out(env_id: str, policy: VectorPolicy, eval_set: int, episo
         env.close()
 
 
-def env_names(env_id: str, device: str = "cpu") -> tuple[list[str], list[str]]:
-    """``(action_names, feature_names)`` of ``env_id``, read from a one-env probe of its held-out split (the
-    split evaluation loads anyway; a train split need not be built just to name things)."""
-    probe = gym.make_vec(env_id, num_envs=1, device=device, progress=False, **held_out_kwargs(env_id)).unwrapped
+def env_names(env_id: str, device: str = "cpu", **env_kwargs) -> tuple[list[str], list[str]]:
+    """``(action_names, feature_names)`` of ``env_id`` made with ``env_kwargs`` (a preset, say), read from a one-env
+    probe of its held-out split (the split evaluation loads anyway; a train split need not be built just to name
+    things)."""
+    probe = gym.make_vec(env_id, num_envs=1, device=device, progress=False,
+                         **{**env_kwargs, **held_out_kwargs(env_id)}).unwrapped
     try:
         return list(probe.action_names), list(probe.feature_names)
     finally:
