@@ -25,6 +25,10 @@ listed. For the free and all-probes detectors the JSON also names the three feat
 test split, ``sklearn.inspection.permutation_importance``) costs the most balanced accuracy, so that a type that
 is too easy to spot can be traced to what gives it away.
 
+For those two conditions a **linear** detector (standardized features, balanced logistic regression) is scored
+too. The troubleshooter's beliefs are linear in the same features, so the boosting detector's lead over the
+linear one is what a policy that reads the observation non-linearly could know and the troubleshooter cannot.
+
 Writes ``--out`` (JSON) and prints a Markdown table: one row per fault type, one column per (env, observation).
 """
 
@@ -42,7 +46,10 @@ import numpy as np
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 import llm_repair_gym  # noqa: F401  (registers the env ids)
@@ -119,8 +126,18 @@ def observe_split(env_id: str, split: str, num_envs: int, seed: int, bank: BankC
     return out
 
 
-def detect(train: dict, test: dict, condition: str, seed: int, explain: bool) -> dict:
-    """One detector per fault type on ``condition``'s observations: balanced accuracy on the test split."""
+def detector(kind: str, seed: int, n_train: int):
+    """An unfitted binary classifier: ``"boosting"`` (the benchmark's detector) or ``"linear"`` (standardized
+    features, balanced logistic regression: the kind of belief the troubleshooter fits)."""
+    if kind == "linear":
+        return make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=5000))
+    leaf = min(MIN_SAMPLES_LEAF, max(2, n_train // 20))  # the default leaf size, smaller on tiny banks
+    return HistGradientBoostingClassifier(class_weight="balanced", min_samples_leaf=leaf, random_state=seed)
+
+
+def detect(train: dict, test: dict, condition: str, seed: int, explain: bool, kind: str = "boosting") -> dict:
+    """One ``kind`` detector (:func:`detector`) per fault type on ``condition``'s observations: balanced accuracy on
+    the test split."""
     x_train, x_test = train["obs"][condition], test["obs"][condition]
     per_type, skipped = {}, []
     for name in train["fault_names"]:
@@ -130,8 +147,7 @@ def detect(train: dict, test: dict, condition: str, seed: int, explain: bool) ->
             skipped.append(name)  # balanced accuracy needs both classes in train and test
             per_type[name] = row | {"balanced_accuracy": None}
             continue
-        leaf = min(MIN_SAMPLES_LEAF, max(2, y_train.size // 20))  # the default leaf size, smaller on tiny banks
-        model = HistGradientBoostingClassifier(class_weight="balanced", min_samples_leaf=leaf, random_state=seed)
+        model = detector(kind, seed, y_train.size)
         model.fit(x_train, y_train)
         row["balanced_accuracy"] = float(balanced_accuracy_score(y_test, model.predict(x_test)))
         if explain:
@@ -156,10 +172,11 @@ def run_env(env_id: str, args: argparse.Namespace) -> dict:
     train, test = data["train"], data["test"]
     conditions = {c: detect(train, test, c, args.seed, c in EXPLAINED and not args.no_importance)
                   for c in tqdm(train["obs"], desc=f"{env_id} detectors", unit="condition")}
+    linear = {c: detect(train, test, c, args.seed, False, "linear") for c in EXPLAINED if c in train["obs"]}
     return {"bank": dataclasses.asdict(bank), "train_size": train["size"], "test_size": test["size"],
             "fault_types": train["fault_names"], "n_features": len(train["feature_names"]),
             "probe_cost": train["probe_cost"], "all_probes_cost": sum(train["probe_cost"].values()),
-            "conditions": conditions}
+            "conditions": conditions, "linear": linear}
 
 
 def table(results: dict) -> str:
@@ -187,6 +204,30 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def linear_table(results: dict) -> str:
+    """Rows: fault types; per env and :data:`EXPLAINED` condition, the boosting detector, the linear one and their
+    difference (what reading the observation non-linearly adds)."""
+    columns = [(env_id, c) for env_id, r in results.items() for c in r.get("linear", {})]
+    types = list(dict.fromkeys(t for r in results.values() for t in r["fault_types"]))
+
+    def cells(env_id: str, condition: str, name: str) -> list[str]:
+        boost = results[env_id]["conditions"][condition]["per_type"].get(name, {}).get("balanced_accuracy")
+        line = results[env_id]["linear"][condition]["per_type"].get(name, {}).get("balanced_accuracy")
+        if boost is None or line is None:
+            return ["", "", ""]
+        return [f"{boost:.3f}", f"{line:.3f}", f"{boost - line:+.3f}"]
+
+    head = [f"{env_id} {c} {k}" for env_id, c in columns for k in ("boosting", "linear", "difference")]
+    lines = ["| fault type | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    lines += [f"| {name} | " + " | ".join(x for c in columns for x in cells(*c, name)) + " |" for name in types]
+    means = []
+    for env_id, c in columns:
+        boost, line = results[env_id]["conditions"][c]["mean"], results[env_id]["linear"][c]["mean"]
+        means += [f"**{boost:.3f}**", f"**{line:.3f}**", f"**{boost - line:+.3f}**"]
+    lines.append("| **mean** | " + " | ".join(means) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env-id", nargs="+", default=["LLMRepair-v0", "LLMRepair-v1"])
@@ -206,13 +247,16 @@ def main(argv: list[str] | None = None) -> None:
     results = {env_id: run_env(env_id, args) for env_id in args.env_id}
     seconds = time.perf_counter() - start
     print(table(results))
+    print("\n" + linear_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python -m benchmarks.identifiability " + " ".join(sys.argv[1:] if argv is None else argv),
         "seed": args.seed, "num_envs": args.num_envs, "threads": args.threads, "seconds": round(seconds, 1),
         "classifier": {"model": "sklearn.ensemble.HistGradientBoostingClassifier", "class_weight": "balanced",
                        "min_samples_leaf": f"min({MIN_SAMPLES_LEAF}, max(2, train instances // 20))",
-                       "random_state": args.seed, "metric": "balanced_accuracy (test split)"},
+                       "random_state": args.seed, "metric": "balanced_accuracy (test split)",
+                       "linear": "StandardScaler + LogisticRegression(class_weight='balanced'), per condition in "
+                                 f"{list(EXPLAINED)}: envs.<id>.linear"},
         "envs": results}, indent=1) + "\n")
     print(f"\n{seconds:.0f} s; wrote {args.out}")
 
