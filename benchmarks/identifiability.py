@@ -18,6 +18,9 @@ to three faults, and each type's detector sees the others as background.
 * ``<probe>`` (v1): the observation after that one probe alone, from the reset state (a fork of it; for the
   costliest, the first step of the sequence, which is the same): what that probe buys, beside its compute
   price (its FLOPs over one ``train_all``, the unit of the episode's price).
+* ``after_train_all`` (v1): the reset observation beside the one after a single ``train_all`` step from it (a
+  fork): what the model's answer to the commonest repair tells, the evidence a policy with memory reads while it
+  repairs and the troubleshooter's beliefs (reset and probes) leave out.
 
 Every instance of both splits is reset once (``options={"instance": ...}``, episode seed = ``--seed``, the split
 and the instance id), in batches of ``--num-envs``. A type with no positive train instance is skipped and
@@ -25,9 +28,10 @@ listed. For the free and all-probes detectors the JSON also names the three feat
 test split, ``sklearn.inspection.permutation_importance``) costs the most balanced accuracy, so that a type that
 is too easy to spot can be traced to what gives it away.
 
-For those two conditions a **linear** detector (standardized features, balanced logistic regression) is scored
-too. The troubleshooter's beliefs are linear in the same features, so the boosting detector's lead over the
-linear one is what a policy that reads the observation non-linearly could know and the troubleshooter cannot.
+For ``free``, ``all_probes`` and ``after_train_all`` a **linear** detector (standardized features, balanced
+logistic regression) is scored too. The troubleshooter's beliefs are linear in the reset and probe features, so
+the boosting detector's lead over the linear one is what a policy that reads the observation non-linearly could
+know and the troubleshooter cannot.
 
 Writes ``--out`` (JSON) and prints a Markdown table: one row per fault type, one column per (env, observation).
 """
@@ -59,6 +63,8 @@ from llm_repair_gym.repair.instances_v1 import DEFAULT_BANK_V1
 SPLITS = ("train", "test")
 TOP_FEATURES = 3  # features named per detector (permutation importance)
 EXPLAINED = ("free", "all_probes")  # the conditions whose detectors get feature importances
+RESPONSE = "after_train_all"  # v1: the reset observation beside the one after a single train_all step
+LINEAR = (*EXPLAINED, RESPONSE)  # the conditions that also get a linear detector
 MIN_SAMPLES_LEAF = 20  # scikit-learn's default; a smoke test's tiny bank gets n_train / 20 (at least 2)
 SEED_STRIDE = 1 << 20  # episode seed = seed * 2 * SEED_STRIDE + split * SEED_STRIDE + instance id
 
@@ -85,15 +91,17 @@ def labels_of(env, info: dict) -> dict[str, np.ndarray]:
 
 
 def observe_split(env_id: str, split: str, num_envs: int, seed: int, bank: BankConfig, cache_dir: str | None,
-                  probes: bool) -> dict:
-    """Reset every instance of ``split`` once; the observations per condition ``[size, F]`` and the labels."""
-    vec = gym.make_vec(env_id, num_envs=num_envs, instances=split, bank=bank, cache_dir=cache_dir, progress=True)
+                  probes: bool, **env_kwargs) -> dict:
+    """Reset every instance of ``split`` once; the observations per condition ``[size, F]`` (``after_train_all``:
+    ``[size, 2F]``) and the labels. ``env_kwargs`` go to the env (a preset, say)."""
+    vec = gym.make_vec(env_id, num_envs=num_envs, instances=split, bank=bank, cache_dir=cache_dir,
+                       **{"progress": True, **env_kwargs})
     env = vec.unwrapped
     size = env.bank.size
     conditions: dict[str, list[np.ndarray]] = {"free": []}
     probe_ids = probe_indices(env) if probes and is_v1(env) else {}
     if probe_ids:
-        conditions |= {"all_probes": [], **{name: [] for name in probe_ids}}
+        conditions |= {"all_probes": [], RESPONSE: [], **{name: [] for name in probe_ids}}
     order = sorted(probe_ids, key=lambda name: -env.actions[probe_ids[name]].flops)  # the costliest first
     labels: dict[str, list[np.ndarray]] = {}
     for start in tqdm(range(0, size, num_envs), desc=f"{env_id} {split}", unit="batch"):
@@ -105,6 +113,11 @@ def observe_split(env_id: str, split: str, num_envs: int, seed: int, bank: BankC
         conditions["free"].append(obs[:taken])
         for name, value in labels_of(env, info).items():
             labels.setdefault(name, []).append(value[:taken])
+        if probe_ids:  # how the model answers one train_all step, from a copy of the reset state
+            other = env.fork()
+            after, *_ = other.step(np.full(num_envs, env.action_names.index("train_all")))
+            conditions[RESPONSE].append(np.concatenate([obs, after], axis=1)[:taken])
+            other.close()
         for name in order[1:]:  # one probe alone, from a copy of the reset state
             other = env.fork()
             obs, *_ = other.step(np.full(num_envs, probe_ids[name]))
@@ -172,7 +185,7 @@ def run_env(env_id: str, args: argparse.Namespace) -> dict:
     train, test = data["train"], data["test"]
     conditions = {c: detect(train, test, c, args.seed, c in EXPLAINED and not args.no_importance)
                   for c in tqdm(train["obs"], desc=f"{env_id} detectors", unit="condition")}
-    linear = {c: detect(train, test, c, args.seed, False, "linear") for c in EXPLAINED if c in train["obs"]}
+    linear = {c: detect(train, test, c, args.seed, False, "linear") for c in LINEAR if c in train["obs"]}
     return {"bank": dataclasses.asdict(bank), "train_size": train["size"], "test_size": test["size"],
             "fault_types": train["fault_names"], "n_features": len(train["feature_names"]),
             "probe_cost": train["probe_cost"], "all_probes_cost": sum(train["probe_cost"].values()),
@@ -205,7 +218,7 @@ def table(results: dict) -> str:
 
 
 def linear_table(results: dict) -> str:
-    """Rows: fault types; per env and :data:`EXPLAINED` condition, the boosting detector, the linear one and their
+    """Rows: fault types; per env and :data:`LINEAR` condition, the boosting detector, the linear one and their
     difference (what reading the observation non-linearly adds)."""
     columns = [(env_id, c) for env_id, r in results.items() for c in r.get("linear", {})]
     types = list(dict.fromkeys(t for r in results.values() for t in r["fault_types"]))
@@ -256,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
                        "min_samples_leaf": f"min({MIN_SAMPLES_LEAF}, max(2, train instances // 20))",
                        "random_state": args.seed, "metric": "balanced_accuracy (test split)",
                        "linear": "StandardScaler + LogisticRegression(class_weight='balanced'), per condition in "
-                                 f"{list(EXPLAINED)}: envs.<id>.linear"},
+                                 f"{list(LINEAR)}: envs.<id>.linear"},
         "envs": results}, indent=1) + "\n")
     print(f"\n{seconds:.0f} s; wrote {args.out}")
 

@@ -40,3 +40,20 @@ def test_a_type_without_both_classes_is_skipped_not_scored():
     out = identifiability.detect(train, test, "free", seed=0, explain=False, kind="linear")
     assert out["skipped"] == ["linear"] and out["types_scored"] == 1
     assert out["mean"] == out["per_type"]["xor"]["balanced_accuracy"]
+
+
+def test_a_split_is_observed_at_reset_after_each_probe_and_beside_its_answer_to_one_train_all(tmp_path):
+    from llm_repair_gym.testing import micro_env_kwargs
+
+    kwargs = micro_env_kwargs(tmp_path, env_id="LLMRepair-v1")
+    bank = kwargs.pop("bank")
+    out = identifiability.observe_split("LLMRepair-v1", "train", 5, 0, bank, kwargs.pop("cache_dir"), True, **kwargs)
+    free, response = out["obs"]["free"], out["obs"][identifiability.RESPONSE]
+    n, width = free.shape
+    assert n == bank.train_size and width == len(out["feature_names"])  # a short last batch's repeats dropped
+    assert response.shape == (n, 2 * width)
+    np.testing.assert_array_equal(response[:, :width], free)  # the reset observation, then the answer
+    assert not np.array_equal(response[:, width:], free)
+    assert set(out["probe_cost"]) | {"free", "all_probes", identifiability.RESPONSE} == set(out["obs"])
+    assert all(v.shape == (n, width) for k, v in out["obs"].items() if k != identifiability.RESPONSE)
+    assert set(out["labels"]) == set(out["fault_names"]) and all(v.shape == (n,) for v in out["labels"].values())
