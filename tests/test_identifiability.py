@@ -42,12 +42,16 @@ def test_a_type_without_both_classes_is_skipped_not_scored():
     assert out["mean"] == out["per_type"]["xor"]["balanced_accuracy"]
 
 
-def test_a_split_is_observed_at_reset_after_each_probe_and_beside_its_answer_to_one_train_all(tmp_path):
+def test_a_split_is_observed_at_reset_after_each_probe_and_beside_its_answer_to_one_train_all(tmp_path, monkeypatch):
+    from llm_repair_gym.repair import faults_v1
+    from llm_repair_gym.repair.instances import BankConfig
     from llm_repair_gym.testing import micro_env_kwargs
 
+    monkeypatch.setattr(faults_v1, "DROP", -1.0)  # one round of fine-tuning per injection: a bank in seconds
     kwargs = micro_env_kwargs(tmp_path, env_id="LLMRepair-v1")
-    bank = kwargs.pop("bank")
-    out = identifiability.observe_split("LLMRepair-v1", "train", 5, 0, bank, kwargs.pop("cache_dir"), True, **kwargs)
+    del kwargs["bank"]
+    bank = BankConfig(train_size=6, test_size=2, min_drop=0.0, build_batch=6)
+    out = identifiability.observe_split("LLMRepair-v1", "train", 4, 0, bank, kwargs.pop("cache_dir"), True, **kwargs)
     free, response = out["obs"]["free"], out["obs"][identifiability.RESPONSE]
     n, width = free.shape
     assert n == bank.train_size and width == len(out["feature_names"])  # a short last batch's repeats dropped
